@@ -1,0 +1,52 @@
+"""Config base: frozen, validated, JSON-serialisable dataclasses that reject unknown keys.
+
+A family member's config subclasses its parent's and changes defaults or adds fields
+(DESIGN.md, "A family member").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import PlmkitError
+
+C = TypeVar("C", bound="Config")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Subclasses raise PlmkitError on inconsistent values (call super().validate())."""
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_dict(cls: type[C], d: dict[str, Any], source: str | Path | None = None) -> C:
+        unknown = sorted(set(d) - cls.field_names())
+        if unknown:
+            raise PlmkitError(
+                f"unknown config key(s) {', '.join(unknown)} for {cls.__name__}; "
+                f"known: {', '.join(sorted(cls.field_names()))}",
+                path=source,
+            )
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise PlmkitError(f"bad config for {cls.__name__}: {e}", path=source) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self: C, **changes: Any) -> C:
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
