@@ -1,0 +1,94 @@
+"""Saved models as Hugging Face directories: config.json + model.safetensors (HF parameter names)
++ tokenizer files, plus plmkit.json (family member, exact plmkit config, provenance).
+
+Only safetensors are ever read: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .. import __version__, family
+from ..errors import PlmkitError
+
+log = logging.getLogger("plmkit")
+
+
+def save_model(model: torch.nn.Module, directory: str | os.PathLike, tokenizer=None,
+               info: dict[str, Any] | None = None) -> Path:
+    """Write `model` (and `tokenizer`) so that both plmkit and `transformers` can load the directory."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    member = family.get(model.family_name)
+    layout = model.hf
+    try:
+        hf_config = {"model_type": layout.model_type, "architectures": list(layout.architectures),
+                     **layout.to_config(model.config)}
+    except PlmkitError as e:
+        log.warning("%s; config.json is written for plmkit only", e)
+        hf_config = {"model_type": f"plmkit-{member.name}", **model.config.to_dict()}
+    (d / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_file(layout.to_hf(state), str(d / "model.safetensors"), metadata={"format": "pt"})
+    meta = {"member": member.name, "objective": member.objective, "config": model.config.to_dict(),
+            "plmkit_version": __version__, "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            **(info or {})}
+    (d / "plmkit.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if tokenizer is not None:
+        tokenizer.save(d)
+    return d
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise PlmkitError(f"not valid JSON: {e.msg}", path=path, line=e.lineno) from None
+
+
+def _member_for_model_type(model_type: str, source: Path) -> family.Member:
+    for m in family.members():
+        if getattr(m.model_cls, "hf", None) is not None and m.model_cls.hf.model_type == model_type:
+            return m
+    raise PlmkitError(f"no plmkit member reads model_type {model_type!r}", path=source)
+
+
+def load_model(path: str | os.PathLike) -> torch.nn.Module:
+    """A plmkit or Hugging Face model directory → the plmkit model, in eval mode."""
+    d = Path(path)
+    if not d.is_dir():
+        raise PlmkitError("model directory not found", path=d)
+    if (d / "plmkit.json").exists():
+        meta = _read_json(d / "plmkit.json")
+        member = family.get(meta["member"])
+        config = member.config_cls.from_dict(meta["config"], source=d / "plmkit.json")
+    elif (d / "config.json").exists():
+        hf_config = _read_json(d / "config.json")
+        member = _member_for_model_type(hf_config.get("model_type", ""), d / "config.json")
+        config = member.model_cls.hf.from_config(hf_config)
+    else:
+        raise PlmkitError("no config.json or plmkit.json: not a model directory", path=d)
+    weights = d / "model.safetensors"
+    if not weights.exists():
+        hint = " (found pickle weights, which plmkit never loads)" if (d / "pytorch_model.bin").exists() else ""
+        raise PlmkitError("model.safetensors not found" + hint, path=d)
+    model = member.model_cls(config)
+    state, missing = model.hf.from_hf(load_file(str(weights)), model.state_dict())
+    body_missing = [k for k in missing if k.startswith(("embeddings.", "layers.", "final_norm"))]
+    if body_missing:
+        raise PlmkitError(f"weights missing from the checkpoint: {', '.join(body_missing[:5])}", path=weights)
+    if missing:
+        log.warning("%s: no weights for %s; they keep their random initialisation", d, ", ".join(missing))
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise PlmkitError(f"weights do not fit the config: {str(e).splitlines()[-1].strip()}", path=weights) from None
+    return model.eval()

@@ -1,0 +1,52 @@
+"""Input embeddings: tokens + positions (learned or sinusoidal) + optional token types, then an
+optional LayerNorm (BERT has one, GPT-1 does not) and dropout."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+POSITIONS = ("learned", "sinusoidal")
+
+
+def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
+    """(P, dim) fixed table of Vaswani et al. 2017, §3.5: sin on even, cos on odd channels."""
+    pos = torch.arange(n_positions, dtype=torch.float32)[:, None]
+    inv = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(n_positions, dim)
+    table[:, 0::2] = torch.sin(pos * inv)
+    table[:, 1::2] = torch.cos(pos * inv[: dim // 2])
+    return table
+
+
+class Embeddings(nn.Module):
+    def __init__(self, vocab_size: int, hidden_size: int, max_positions: int, position: str,
+                 type_vocab_size: int, norm: bool, eps: float, dropout: float, pad_token_id: int | None):
+        super().__init__()
+        self.tokens = nn.Embedding(vocab_size, hidden_size, padding_idx=pad_token_id)
+        if position == "learned":
+            self.positions = nn.Embedding(max_positions, hidden_size)
+        elif position == "sinusoidal":
+            self.register_buffer("sinusoid", sinusoidal_table(max_positions, hidden_size), persistent=False)
+        else:
+            raise ValueError(f"unknown position embedding {position!r}; choose from {POSITIONS}")
+        self.position = position
+        self.token_types = nn.Embedding(type_vocab_size, hidden_size) if type_vocab_size > 0 else None
+        self.norm = nn.LayerNorm(hidden_size, eps=eps) if norm else None
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids: (B, T) → (B, T, H)."""
+        T = input_ids.shape[1]
+        if self.position == "learned":
+            pos = self.positions.weight[:T]
+        else:
+            pos = self.sinusoid[:T]
+        x = self.tokens(input_ids) + pos  # (B, T, H)
+        if self.token_types is not None:
+            x = x + (self.token_types(token_type_ids) if token_type_ids is not None else self.token_types.weight[0])
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.drop(x)

@@ -1,0 +1,127 @@
+"""The shared transformer core that GPT, BERT and their descendants build on (not a family member
+itself): config, embeddings + a stack of blocks, weight init, and the model output.
+
+Shape legend: B = batch, T = sequence length, H = hidden size, V = vocabulary, L = layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from ..config import Config
+from ..errors import PlmkitError
+from ..layers import ACTIVATIONS, Block, Embeddings
+from ..layers.attention import IMPLEMENTATIONS
+from ..layers.embeddings import POSITIONS
+from .presets import SIZES
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig(Config):
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_positions: int = 512
+    type_vocab_size: int = 0  # segment (sentence A/B) embeddings; 0 = none
+    dropout: float = 0.1  # on embeddings and residual branches
+    attention_dropout: float = 0.1
+    activation: str = "gelu"  # see plmkit.layers.ACTIVATIONS
+    norm_first: bool = False  # True: pre-LN (arXiv:2002.04745, Fig. 1); False: post-LN as in the original
+    embedding_norm: bool = True  # LayerNorm after summing the embeddings
+    layer_norm_eps: float = 1e-12
+    position: str = "learned"  # "learned" | "sinusoidal"
+    causal: bool = False  # each token sees only its left context
+    initializer_range: float = 0.02
+    pad_token_id: int | None = 0
+
+    def validate(self) -> None:
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_positions"):
+            if getattr(self, name) <= 0:
+                raise PlmkitError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.hidden_size % self.num_heads:
+            raise PlmkitError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
+        if self.activation not in ACTIVATIONS:
+            raise PlmkitError(f"unknown activation {self.activation!r}; choose from {sorted(ACTIVATIONS)}")
+        if self.position not in POSITIONS:
+            raise PlmkitError(f"unknown position {self.position!r}; choose from {POSITIONS}")
+        if not (0 <= self.dropout < 1 and 0 <= self.attention_dropout < 1):
+            raise PlmkitError("dropout probabilities must be in [0, 1)")
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise PlmkitError(f"pad_token_id {self.pad_token_id} outside the vocabulary of {self.vocab_size}")
+
+    @classmethod
+    def preset(cls, size: str, **overrides):
+        if size not in SIZES:
+            raise PlmkitError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
+        return cls.from_dict({**SIZES[size], **overrides})
+
+
+@dataclasses.dataclass
+class ModelOutput:
+    last_hidden_state: torch.Tensor  # (B, T, H)
+    logits: torch.Tensor | None = None  # (B, T, V), or (M, V) at the M selected positions
+    pooler_output: torch.Tensor | None = None  # (B, H)
+    seq_relationship_logits: torch.Tensor | None = None  # (B, 2)
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # L + 1 × (B, T, H): embeddings, then each layer
+    attentions: tuple[torch.Tensor, ...] | None = None  # L × (B, N, T, T)
+
+
+class Transformer(nn.Module):
+    """Embeddings and a stack of blocks; members add their heads and pre-training outputs."""
+
+    config_class = TransformerConfig
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = c = config
+        self.embeddings = Embeddings(c.vocab_size, c.hidden_size, c.max_positions, c.position, c.type_vocab_size,
+                                     c.embedding_norm, c.layer_norm_eps, c.dropout, c.pad_token_id)
+        self.layers = nn.ModuleList(
+            Block(c.hidden_size, c.num_heads, c.intermediate_size, c.activation, c.dropout, c.attention_dropout,
+                  c.causal, c.norm_first, c.layer_norm_eps)
+            for _ in range(c.num_layers))
+        self.final_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps) if c.norm_first else None
+
+    def init_weights(self) -> None:
+        """Normal(0, initializer_range) for weights, zero biases, unit LayerNorm (BERT's and GPT's init)."""
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=self.config.initializer_range)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
+                if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+                    nn.init.zeros_(m.weight[m.padding_idx])
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
+               output_attentions: bool = False, attn_impl: str = "sdpa") -> ModelOutput:
+        """input_ids, attention_mask (1 = real token), token_type_ids: (B, T) → hidden states (B, T, H)."""
+        if attn_impl not in IMPLEMENTATIONS:
+            raise ValueError(f"unknown attn_impl {attn_impl!r}; choose from {IMPLEMENTATIONS}")
+        T = input_ids.shape[1]
+        if T > self.config.max_positions:
+            raise ValueError(f"sequence of {T} tokens is longer than max_positions={self.config.max_positions}")
+        key_mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
+        x = self.embeddings(input_ids, token_type_ids)
+        hidden, attentions = [x], []
+        for layer in self.layers:
+            x, w = layer(x, key_mask, attn_impl, output_attentions)
+            hidden.append(x)
+            attentions.append(w)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+            hidden[-1] = x
+        return ModelOutput(last_hidden_state=x,
+                           hidden_states=tuple(hidden) if output_hidden_states else None,
+                           attentions=tuple(attentions) if output_attentions else None)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
