@@ -1,0 +1,192 @@
+"""Pre-training examples cut from a `TokenCorpus`, and the step-indexed sampler that makes resume exact.
+
+Every example is a pure function of (seed, index) and every batch a pure function of (seed, step), so a
+resumed run needs only the step number to continue on the same data, and never re-reads the corpus.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import PlmkitError
+from .shards import TokenCorpus
+
+
+class Windows:
+    """Contiguous, non-overlapping windows over the packed token stream (CLM; MLM without NSP).
+
+    Documents stay separated by the doc-sep token inside the stream; the last partial window is dropped
+    so that no padding is ever needed.
+
+    Args:
+        corpus: the token stream.
+        length: tokens per window.
+    """
+
+    def __init__(self, corpus: TokenCorpus, length: int):
+        if length < 1:
+            raise ValueError(f"window length must be positive, got {length}")
+        self.corpus, self.length = corpus, length
+
+    def __len__(self) -> int:
+        return self.corpus.n_tokens // self.length
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        """Window i, (length,) int64."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"window {i} outside [0, {len(self)})")
+        return self.corpus.tokens(i * self.length, (i + 1) * self.length)
+
+
+class SegmentPairs:
+    """Sentence pairs (A, B, is_next) for BERT's next-sentence prediction, after create_pretraining_data.py.
+
+    Example i starts at the line holding a random token of the i-th `max_tokens` chunk of the stream and
+    takes consecutive lines of that document up to a target length; A is the first 1+ lines, B is the
+    rest (is_next = 1) or, half the time, lines from a random other document (is_next = 0). A one-line
+    chunk is split inside the line. The pair is then truncated to `max_tokens` as BERT does: one token
+    at a time from the longer segment, from its front or back at random. Doc-sep tokens are dropped.
+
+    Args:
+        corpus: the token stream; needs at least two documents.
+        max_tokens: the most tokens in A + B, e.g. max_seq_len - 3 to leave room for [CLS] A [SEP] B [SEP].
+        seed: the examples are a pure function of (seed, i).
+        short_seq_prob: how often the target length is drawn uniformly from [2, max_tokens] instead, so
+            the model also sees short inputs like those of fine-tuning (BERT uses 0.1).
+    """
+
+    def __init__(self, corpus: TokenCorpus, max_tokens: int, seed: int = 0, short_seq_prob: float = 0.1):
+        if max_tokens < 2:
+            raise ValueError(f"max_tokens must be at least 2 (one token per segment), got {max_tokens}")
+        if corpus.n_docs < 2:
+            raise PlmkitError("next-sentence pairs need at least two documents (separate them by a blank line)",
+                              path=corpus.directory)
+        self.corpus, self.max_tokens, self.seed, self.short_seq_prob = corpus, max_tokens, seed, short_seq_prob
+
+    def __len__(self) -> int:
+        return max(1, self.corpus.n_tokens // self.max_tokens)
+
+    def _take(self, line: int, doc_end: int, target: int) -> list[np.ndarray]:
+        """Non-empty lines from `line` on, within the document, until they hold `target` tokens."""
+        lines, n = [], 0
+        while line < doc_end and n < target:
+            tokens = self.corpus.line(line)
+            if line == doc_end - 1:
+                tokens = tokens[:-1]  # the doc-sep token
+            if len(tokens):
+                lines.append(tokens)
+                n += len(tokens)
+            line += 1
+        return lines
+
+    def _chunk(self, rng: np.random.Generator, i: int, target: int) -> tuple[int, list[np.ndarray]]:
+        """The document and its lines that example i starts from."""
+        offset = min(i * self.max_tokens + int(rng.integers(self.max_tokens)), self.corpus.n_tokens - 1)
+        line = self.corpus.line_at(offset)
+        doc = self.corpus.doc_of_line(line)
+        for _ in range(self.corpus.n_docs):
+            first, end = self.corpus.doc_line_range(doc)
+            # Begin a line early when the start is the document's last line, so A and B can be whole lines.
+            chunk = self._take(max(first, min(line, end - 2)), end, target)
+            if chunk:
+                return doc, chunk
+            doc = (doc + 1) % self.corpus.n_docs  # a document of empty lines: move on
+            line = self.corpus.doc_line_range(doc)[0]
+        raise PlmkitError("the corpus holds no tokens", path=self.corpus.directory)
+
+    def _random_b(self, rng: np.random.Generator, doc: int, target: int) -> np.ndarray | None:
+        """Up to `target` tokens from a random line on of a random document other than `doc`."""
+        for _ in range(10):
+            other = int(rng.integers(self.corpus.n_docs - 1))
+            other += other >= doc  # uniform over the other documents
+            first, end = self.corpus.doc_line_range(other)
+            lines = self._take(int(rng.integers(first, end)), end, target) or self._take(first, end, target)
+            if lines:
+                return np.concatenate(lines)
+        return None
+
+    def _truncate(self, rng: np.random.Generator, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """BERT's truncate_seq_pair in closed form: the same removals per segment and front/back odds."""
+        excess = len(a) + len(b) - self.max_tokens
+        if excess <= 0:
+            return a, b
+        gap = min(excess, abs(len(a) - len(b)))  # first the longer one alone, down to the other's length
+        rest = excess - gap
+        cut_a = (gap if len(a) > len(b) else 0) + rest // 2  # then alternately, b first on a tie
+        cut_b = excess - cut_a
+        out = []
+        for seg, cut in ((a, cut_a), (b, cut_b)):
+            front = int(rng.binomial(cut, 0.5))
+            out.append(seg[front:len(seg) - (cut - front)])
+        return out[0], out[1]
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Example i: segment A (int64), segment B (int64), and 1 if B follows A else 0."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"example {i} outside [0, {len(self)})")
+        rng = np.random.default_rng([self.seed, i])
+        target = self.max_tokens
+        if rng.random() < self.short_seq_prob:
+            target = int(rng.integers(2, self.max_tokens + 1))
+        doc, chunk = self._chunk(rng, i, target)
+        split = int(rng.integers(1, len(chunk))) if len(chunk) > 1 else 1
+        a = np.concatenate(chunk[:split])
+        b = None
+        # A single one-token line cannot be split in two, so it always takes a random B.
+        if rng.random() < 0.5 or (len(chunk) == 1 and len(a) == 1):
+            b = self._random_b(rng, doc, max(1, target - len(a)))
+        is_next = int(b is None)
+        if is_next and len(chunk) > 1:
+            b = np.concatenate(chunk[split:])
+        elif is_next:
+            if len(a) == 1:
+                raise PlmkitError("the corpus is too small to build sentence pairs", path=self.corpus.directory)
+            cut = int(rng.integers(1, len(a)))
+            a, b = a[:cut], a[cut:]
+        a, b = self._truncate(rng, a, b)
+        return a, b, is_next
+
+
+class StepSampler:
+    """This rank's example indices for any global step, without walking the steps before it.
+
+    Epoch e visits the examples in the order `np.random.default_rng([seed, e]).permutation(n_examples)`;
+    the global batch of step s is positions [s * B * W, (s + 1) * B * W) of the concatenated epochs
+    (B = batch_size, W = world_size), so a batch may straddle two epochs; rank r takes the r-th slice.
+
+    Args:
+        n_examples: dataset length.
+        batch_size: examples per rank per step.
+        seed: shuffling seed.
+        rank, world_size: this process's place among the data-parallel processes.
+        shuffle: False visits examples in order (evaluation).
+    """
+
+    def __init__(self, n_examples: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 shuffle: bool = True):
+        if n_examples < 1 or batch_size < 1:
+            raise ValueError(f"need n_examples >= 1 and batch_size >= 1, got {n_examples}, {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside [0, {world_size})")
+        self.n_examples, self.batch_size, self.seed = n_examples, batch_size, seed
+        self.rank, self.world_size, self.shuffle = rank, world_size, shuffle
+        self._orders: dict[int, np.ndarray] = {}  # the one or two epochs the last batch touched
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            order = (np.random.default_rng([self.seed, epoch]).permutation(self.n_examples) if self.shuffle
+                     else np.arange(self.n_examples))
+            self._orders = {e: o for e, o in self._orders.items() if e == epoch - 1}
+            self._orders[epoch] = order
+        return self._orders[epoch]
+
+    def indices(self, step: int) -> list[int]:
+        """Indices of this rank's `batch_size` examples at global step `step`."""
+        start = (step * self.world_size + self.rank) * self.batch_size
+        positions = np.arange(start, start + self.batch_size)
+        epochs, within = np.divmod(positions, self.n_examples)
+        return [int(self._order(int(e))[j]) for e, j in zip(epochs, within)]
+
+    def epoch(self, step: int) -> float:
+        """Epochs completed before global step `step`, fractional."""
+        return step * self.batch_size * self.world_size / self.n_examples
