@@ -55,10 +55,11 @@ class TransformerConfig(Config):
             raise PlmkitError(f"pad_token_id {self.pad_token_id} outside the vocabulary of {self.vocab_size}")
 
     @classmethod
-    def preset(cls, size: str, **overrides):
+    def preset(cls, size: str, source=None, **overrides):
+        """The size preset with `overrides` on top; `source` names the file the overrides came from."""
         if size not in SIZES:
             raise PlmkitError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
-        return cls.from_dict({**SIZES[size], **overrides})
+        return cls.from_dict({**SIZES[size], **overrides}, source=source)
 
 
 @dataclasses.dataclass

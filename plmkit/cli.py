@@ -1,0 +1,206 @@
+"""The `plmkit` command line. Every command explains itself with --help; bad input gives a one-line
+error naming the file (and line) and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .errors import PlmkitError
+
+EXIT_USAGE = 2
+
+
+def _add_pretrain(sub) -> None:
+    p = sub.add_parser("pretrain", help="pre-train a family member on a raw text corpus",
+                       description="Train a tokenizer on the corpus (or use --tokenizer), write token shards, and "
+                                   "pre-train the member with its paper's objective. Settings: size preset < "
+                                   "--config TOML ([model], [train], [data] tables) < flags.")
+    p.add_argument("--model", required=True, help="family member, e.g. bert or gpt (see `plmkit family`)")
+    p.add_argument("--size", default="tiny", help="size preset: tiny, mini, small, medium, base (default tiny)")
+    p.add_argument("--corpus", nargs="+", required=True, metavar="F",
+                   help="plain-text files: one paragraph per line, a blank line between documents")
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory (model, logs, checkpoints)")
+    p.add_argument("--config", metavar="F.toml", help="TOML with [model], [train] and [data] tables")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --out")
+    p.add_argument("--tokenizer", metavar="DIR", help="use this tokenizer instead of training one")
+    p.add_argument("--vocab-size", type=int, help="vocabulary of the tokenizer trained on the corpus (default 8000)")
+    p.add_argument("--seq-len", type=int, help="tokens per training sequence (default 128)")
+    p.add_argument("--workers", type=int, help="processes for tokenizing the corpus (default: up to 2)")
+    for flag, typ, what in [("--steps", int, "optimizer steps (default 1000)"),
+                            ("--batch-size", int, "sequences per step per process (default 32)"),
+                            ("--grad-accum", int, "micro-batches per optimizer step (default 1)"),
+                            ("--lr", float, "peak learning rate (default 1e-3)"),
+                            ("--warmup-steps", int, "linear warm-up steps (default 0)"),
+                            ("--schedule", str, "linear, cosine, constant or slanted_triangular"),
+                            ("--precision", str, "fp32 or bf16 (autocast); fp16 on CUDA"),
+                            ("--save-every", int, "checkpoint every N steps (default: at the end only)"),
+                            ("--log-every", int, "log every N steps (default 10)"),
+                            ("--seed", int, "seed for data order, masking and dropout (default 0)"),
+                            ("--device", str, "auto, cpu or cuda (default auto)")]:
+        p.add_argument(flag, type=typ, help=what)
+    p.set_defaults(func=_cmd_pretrain)
+
+
+def _cmd_pretrain(a) -> int:
+    from .pretrain import pretrain
+
+    train = {k: getattr(a, k) for k in ("steps", "batch_size", "grad_accum", "lr", "warmup_steps", "schedule",
+                                        "precision", "save_every", "log_every", "seed", "device")
+             if getattr(a, k) is not None}
+    data = {k: getattr(a, k) for k in ("vocab_size", "seq_len", "tokenizer", "workers") if getattr(a, k) is not None}
+    summary = pretrain(a.model, a.corpus, a.out, size=a.size, train_overrides=train, data_overrides=data,
+                       config_file=a.config, resume=a.resume)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _add_tokenizer(sub) -> None:
+    p = sub.add_parser("tokenizer", help="train a tokenizer")
+    tsub = p.add_subparsers(dest="action", required=True)
+    t = tsub.add_parser("train", help="train a tokenizer on text files and save tokenizer.json",
+                        description="Train with the Hugging Face `tokenizers` library, streaming the corpus.")
+    t.add_argument("--kind", required=True, choices=["wordpiece", "bpe", "bytebpe", "unigram", "char"])
+    t.add_argument("--corpus", nargs="+", required=True, metavar="F")
+    t.add_argument("--vocab-size", type=int, default=8000)
+    t.add_argument("--out", required=True, metavar="DIR")
+    t.set_defaults(func=_cmd_tokenizer_train)
+
+
+def _cmd_tokenizer_train(a) -> int:
+    from .tokenizers import train_tokenizer
+
+    tok = train_tokenizer(a.kind, a.corpus, a.vocab_size, out_dir=a.out)
+    print(json.dumps({"out": a.out, "kind": a.kind, "vocab_size": tok.vocab_size}))
+    return 0
+
+
+def _add_family(sub) -> None:
+    p = sub.add_parser("family", help="list the family members or draw their graph",
+                       description="The graph is drawn from the registry each member fills in its own file.")
+    p.add_argument("--out", metavar="FILE", help="draw the graph to FILE (.png, .svg or .pdf)")
+    p.add_argument("--json", action="store_true", help="print the registry as JSON")
+    p.set_defaults(func=_cmd_family)
+    d = sub.add_parser("diff", help="print a member's difference from its parent")
+    d.add_argument("name")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=_cmd_diff)
+
+
+def _cmd_family(a) -> int:
+    from . import family
+
+    ms = family.members()
+    if a.out:
+        family.draw(a.out)
+        print(f"wrote {a.out}", file=sys.stderr)
+    if a.json:
+        print(json.dumps([m.to_json() for m in ms], indent=2))
+    elif not a.out:
+        for m in ms:
+            print(f"{m.name:<12} {m.year}  parent: {m.parent or '-':<10} {m.paper}")
+    return 0
+
+
+def _cmd_diff(a) -> int:
+    from . import family
+
+    print(json.dumps(family.get(a.name).to_json(), indent=2) if a.json else family.describe(a.name))
+    return 0
+
+
+def _add_inference(sub) -> None:
+    f = sub.add_parser("fill-mask", help="predict the tokens at [MASK] with a masked LM")
+    f.add_argument("--model", required=True, metavar="DIR")
+    f.add_argument("--text", required=True, help='text with one or more [MASK], e.g. "the [MASK] of the king"')
+    f.add_argument("--top-k", type=int, default=5)
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=_cmd_fill_mask)
+    g = sub.add_parser("generate", help="continue a prompt with a causal LM")
+    g.add_argument("--model", required=True, metavar="DIR")
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--max-new-tokens", type=int, default=40)
+    g.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    g.add_argument("--top-k", type=int)
+    g.add_argument("--top-p", type=float)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=_cmd_generate)
+
+
+def _load(path):
+    from . import load, load_tokenizer
+
+    return load(path), load_tokenizer(path)
+
+
+def _cmd_fill_mask(a) -> int:
+    from .inference import fill_mask
+
+    model, tok = _load(a.model)
+    res = fill_mask(model, tok, a.text, a.top_k)
+    if a.json:
+        print(json.dumps(res, indent=2))
+    else:
+        for j, fills in enumerate(res):
+            print(f"[MASK] #{j + 1}:")
+            for r in fills:
+                print(f"  {r['score']:.3f}  {r['token']:<15} {r['sequence']}")
+    return 0
+
+
+def _cmd_generate(a) -> int:
+    from .inference import generate
+
+    model, tok = _load(a.model)
+    res = generate(model, tok, a.prompt, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed)
+    print(json.dumps(res) if a.json else a.prompt + res["text"])
+    return 0
+
+
+def _add_quickstart(sub) -> None:
+    p = sub.add_parser("quickstart", help="the main job on data shipped with plmkit, offline, on a laptop CPU",
+                       description="Train a tokenizer and pre-train a tiny model on a corpus that ships with plmkit, "
+                                   "then show what it learned.")
+    p.add_argument("--out", default="plmkit-quickstart", metavar="DIR")
+    p.add_argument("--steps", type=int, default=300, help="pre-training steps (default 300)")
+    p.set_defaults(func=_cmd_quickstart)
+
+
+def _cmd_quickstart(a) -> int:
+    from .quickstart import quickstart
+
+    quickstart(a.out, a.steps)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="plmkit", description="Pre-train, fine-tune and compare the family of "
+                                                                "pre-trained language models.")
+    parser.add_argument("--version", action="version", version=f"plmkit {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_quickstart, _add_tokenizer, _add_pretrain, _add_family, _add_inference):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="plmkit: %(message)s")
+    try:
+        return args.func(args)
+    except PlmkitError as e:
+        print(f"plmkit: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("plmkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

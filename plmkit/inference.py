@@ -1,0 +1,72 @@
+"""Inference with a pre-trained model: fill-mask for masked LMs, sampling for causal LMs."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import PlmkitError
+
+MASK_PLACEHOLDER = "[MASK]"  # accepted in user text whatever the tokenizer's own mask token is
+
+
+@torch.no_grad()
+def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[dict]]:
+    """For each mask in `text`, the top_k fillers: [{"token", "token_id", "score", "sequence"}, …]."""
+    if model.config.causal:
+        raise PlmkitError(f"fill-mask needs a masked LM; {model.family_name} is a causal LM (try generate)")
+    if tokenizer.mask_id is None:
+        raise PlmkitError("the tokenizer has no mask token")
+    mask_token = tokenizer.id_to_token(tokenizer.mask_id)
+    ids = tokenizer.encode(text.replace(MASK_PLACEHOLDER, mask_token))
+    if tokenizer.mask_id not in ids:
+        raise PlmkitError(f"no {MASK_PLACEHOLDER} in the text: {text!r}")
+    ids = [tokenizer.cls_id, *ids, tokenizer.sep_id]
+    x = torch.tensor([ids])
+    at = x == tokenizer.mask_id  # (1, T)
+    probs = model(x, logits_at=at).logits.float().softmax(-1)  # (M, V)
+    results = []
+    for j, p in enumerate(probs):
+        scores, top = p.topk(top_k)
+        fills = []
+        for s, t in zip(scores.tolist(), top.tolist()):
+            filled = list(ids)
+            filled[at[0].nonzero()[j].item()] = t
+            fills.append({"token": tokenizer.id_to_token(t), "token_id": t, "score": s,
+                          "sequence": tokenizer.decode(filled[1:-1])})
+        results.append(fills)
+    return results
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompt: str, max_new_tokens: int = 40, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> dict:
+    """Sample a continuation of `prompt` (temperature 0 = greedy). Returns {"text", "tokens", "prompt_tokens"}."""
+    if not model.config.causal:
+        raise PlmkitError(f"generate needs a causal LM; {model.family_name} is a masked LM (try fill-mask)")
+    if temperature < 0 or (top_p is not None and not 0 < top_p <= 1) or (top_k is not None and top_k < 1):
+        raise PlmkitError("need temperature >= 0, 0 < top_p <= 1 and top_k >= 1")
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    start = [tokenizer.doc_sep_id] if tokenizer.doc_sep_id is not None else []  # documents are packed after a separator
+    ids = start + tokenizer.encode(prompt)
+    n_prompt = len(ids)
+    for _ in range(max_new_tokens):
+        window = torch.tensor([ids[-model.config.max_positions:]])
+        logits = model(window).logits[0, -1].float()  # (V,)
+        if temperature == 0:
+            nxt = int(logits.argmax())
+        else:
+            logits = logits / temperature
+            if top_k is not None:
+                kth = logits.topk(min(top_k, logits.numel())).values[-1]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            if top_p is not None:
+                sorted_logits, order = logits.sort(descending=True)
+                cum = sorted_logits.softmax(-1).cumsum(-1)
+                drop = cum - sorted_logits.softmax(-1) >= top_p  # keep the smallest prefix reaching top_p
+                logits[order[drop]] = float("-inf")
+            nxt = int(torch.multinomial(logits.softmax(-1), 1, generator=gen))
+        if nxt == tokenizer.doc_sep_id:
+            break
+        ids.append(nxt)
+    return {"text": tokenizer.decode(ids[n_prompt:]), "prompt": prompt,
+            "tokens": ids[n_prompt:], "prompt_tokens": n_prompt - len(start)}

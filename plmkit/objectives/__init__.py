@@ -1,0 +1,24 @@
+"""Pre-training objectives: each module holds a data transform and the loss that goes with it.
+
+An objective is built with the tokenizer and sequence length, then gives the trainer what it needs:
+`dataset(corpus)`, `collate(examples, generator)` (all randomness from the generator, so a resumed run
+sees identical batches) and `step(model, batch) -> {"loss", "tokens", …metrics}`.
+"""
+
+from __future__ import annotations
+
+from ..errors import PlmkitError
+from .base import Objective
+from .clm import CausalLM
+from .mlm import MaskedLM, MaskedLMWithNSP
+
+OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, MaskedLM, MaskedLMWithNSP)}
+
+
+def get_objective(name: str) -> type[Objective]:
+    if name not in OBJECTIVES:
+        raise PlmkitError(f"unknown objective {name!r}; known: {', '.join(sorted(OBJECTIVES))}")
+    return OBJECTIVES[name]
+
+
+__all__ = ["OBJECTIVES", "CausalLM", "MaskedLM", "MaskedLMWithNSP", "Objective", "get_objective"]

@@ -1,0 +1,30 @@
+"""The objective interface shared by every pre-training objective."""
+
+from __future__ import annotations
+
+import torch
+
+
+class Objective:
+    name: str = ""
+
+    def __init__(self, tokenizer, seq_len: int, seed: int = 0):
+        self.tokenizer, self.seq_len, self.seed = tokenizer, seq_len, seed
+        self.vocab_size = tokenizer.vocab_size
+
+    def dataset(self, corpus):
+        """Examples drawn from a `plmkit.data.TokenCorpus`."""
+        raise NotImplementedError
+
+    def collate(self, examples: list, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict:
+        raise NotImplementedError
+
+    def _require(self, *roles: str) -> None:
+        missing = [r for r in roles if getattr(self.tokenizer, f"{r}_id") is None]
+        if missing:
+            from ..errors import PlmkitError
+
+            raise PlmkitError(f"the {self.name} objective needs a tokenizer with {', '.join(missing)} token(s)")

@@ -1,0 +1,147 @@
+"""`plmkit pretrain`: raw corpus → tokenizer → token shards → a pre-trained family member.
+
+Settings come, lowest precedence first, from the size preset, a TOML file (`[model]`, `[train]`,
+`[data]` tables) and command-line flags. Everything a resumed run needs is in the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from . import family
+from .errors import PlmkitError
+from .interop.hf import save_model
+from .objectives import get_objective
+from .train import TrainConfig, Trainer, init_distributed
+
+log = logging.getLogger("plmkit")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataOptions:
+    seq_len: int = 128  # tokens per training sequence, specials included
+    vocab_size: int = 8000  # for a tokenizer trained on the corpus
+    tokenizer: str | None = None  # an existing tokenizer (directory or tokenizer.json) instead of training one
+    workers: int | None = None  # processes for corpus → shards
+
+    @classmethod
+    def from_dict(cls, d: dict, source=None) -> "DataOptions":
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise PlmkitError(f"unknown [data] key(s) {', '.join(unknown)}", path=source)
+        return cls(**d)
+
+
+def read_toml(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    p = Path(path)
+    if not p.is_file():
+        raise PlmkitError("config file not found", path=p)
+    try:
+        d = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise PlmkitError(f"not valid TOML: {e}", path=p) from None
+    except UnicodeDecodeError:
+        raise PlmkitError("not UTF-8 text", path=p) from None
+    unknown = sorted(set(d) - {"model", "train", "data"})
+    if unknown:
+        raise PlmkitError(f"unknown table(s) {', '.join(unknown)}; use [model], [train], [data]", path=p)
+    return d
+
+
+def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = "tiny",
+             model_overrides: dict | None = None, train_overrides: dict | None = None,
+             data_overrides: dict | None = None, config_file: str | None = None, resume: bool = False) -> dict:
+    """Pre-train family member `model` on `corpus` files into run directory `out`; returns the summary."""
+    from .data import TokenCorpus, build_shards
+    from .data.pretrain import StepSampler
+    from .tokenizers import load_tokenizer, train_tokenizer
+
+    member = family.get(model)
+    toml = read_toml(config_file) if config_file else {}
+    model_over = {**toml.get("model", {}), **(model_overrides or {})}
+    data = DataOptions.from_dict({**toml.get("data", {}), **(data_overrides or {})}, source=config_file)
+    train_cfg = TrainConfig.from_dict({**toml.get("train", {}), **(train_overrides or {})}, source=config_file)
+    out = Path(out)
+    if not resume and (out / "train_log.jsonl").exists():
+        raise PlmkitError("a run already exists here; pass --resume to continue it or choose another --out", path=out)
+    rank, world, _, _ = init_distributed(train_cfg.device)
+    for f in corpus:
+        if not Path(f).is_file():
+            raise PlmkitError("corpus file not found", path=f)
+
+    # Tokenizer: reused from the run directory on resume, else the given one, else trained on the corpus.
+    tok_dir = out / "tokenizer"
+    if resume and (tok_dir / "tokenizer.json").exists():
+        tokenizer = load_tokenizer(tok_dir)
+    elif data.tokenizer:
+        tokenizer = load_tokenizer(data.tokenizer)
+    else:
+        if rank == 0:
+            log.info("training a %s tokenizer (vocab %d) on %s", member.tokenizer, data.vocab_size, ", ".join(corpus))
+            train_tokenizer(member.tokenizer, corpus, data.vocab_size, out_dir=tok_dir)
+        _barrier()
+        tokenizer = load_tokenizer(tok_dir)
+    if rank == 0 and not (tok_dir / "tokenizer.json").exists():
+        tokenizer.save(tok_dir)
+
+    config = member.config_cls.preset(size, source=config_file, **{"vocab_size": tokenizer.vocab_size,
+                                               "max_positions": max(data.seq_len, 512), **model_over})
+    if config.vocab_size < tokenizer.vocab_size:
+        raise PlmkitError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's embedding has only "
+                          f"{config.vocab_size} rows (vocab_size)", path=data.tokenizer or config_file)
+    if data.seq_len > config.max_positions:
+        raise PlmkitError(f"seq_len {data.seq_len} exceeds max_positions {config.max_positions}", path=config_file)
+
+    shard_dir = out / "data"
+    if rank == 0 and not (resume and (shard_dir / "meta.json").exists()):
+        build_shards(corpus, tokenizer, shard_dir, num_workers=data.workers)
+    _barrier()
+    tokens = TokenCorpus(shard_dir)
+
+    objective = get_objective(member.objective)(tokenizer, data.seq_len, seed=train_cfg.seed)
+    dataset = objective.dataset(tokens)
+    if len(dataset) == 0:
+        raise PlmkitError(f"the corpus gives no training sequence of {data.seq_len} tokens", path=corpus[0])
+    sampler = StepSampler(len(dataset), train_cfg.batch_size, train_cfg.seed, rank=rank, world_size=world)
+
+    import torch
+
+    torch.manual_seed(train_cfg.seed)  # same initial weights on every rank and every run
+    net = member.model_cls(config)
+    info = {"pretraining": {"corpus": [str(Path(c).resolve()) for c in corpus], "size": size,
+                            "objective": member.objective, "seq_len": data.seq_len, "train": train_cfg.to_dict()}}
+    run = {"model": member.name, "size": size, "config": config.to_dict(), "data": dataclasses.asdict(data),
+           "train": train_cfg.to_dict(), "corpus": info["pretraining"]["corpus"],
+           "parameters": net.num_parameters(), "examples_per_epoch": len(dataset)}
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        _check_same_run(out / "run.json", run, resume)
+        (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+        log.info("%s-%s: %.2fM parameters, %d sequences of %d tokens per epoch", member.name, size,
+                 run["parameters"] / 1e6, len(dataset), data.seq_len)
+
+    trainer = Trainer(net, dataset, sampler, objective.collate, objective.step, train_cfg, out,
+                      save_fn=lambda m, d: save_model(m, d, tokenizer, info), run_info=run)
+    return trainer.train(resume=resume)
+
+
+def _check_same_run(path: Path, run: dict, resume: bool) -> None:
+    """A resumed run must be the run it resumes: same member, config and data."""
+    if not (resume and path.exists()):
+        return
+    old = json.loads(path.read_text())
+    for key in ("model", "config", "data", "corpus"):
+        if old.get(key) != run[key]:
+            raise PlmkitError(f"--resume with a different {key} than the run being resumed", path=path)
+
+
+def _barrier() -> None:
+    from .train.distributed import barrier
+
+    barrier()

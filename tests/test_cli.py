@@ -1,0 +1,122 @@
+"""The command line end to end on a small slice of the shipped corpus: pre-training, inference, the
+family graph, and one-line errors with exit code 2."""
+
+import gzip
+import json
+import math
+import subprocess
+import sys
+from importlib import resources
+
+import pytest
+
+from plmkit.cli import main
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """The first 1,500 verses of the shipped King James Bible, split into documents of 100 verses."""
+    path = tmp_path_factory.mktemp("corpus") / "kjv-head.txt"
+    with resources.files("plmkit").joinpath("resources/kjv.txt.gz").open("rb") as f:
+        lines = [ln for ln in gzip.open(f, "rt", encoding="utf-8").read().splitlines() if ln.strip()][:1500]
+    path.write_text("".join(ln + ("\n\n" if (i + 1) % 100 == 0 else "\n") for i, ln in enumerate(lines)))
+    return path
+
+
+FAST = ["--size", "tiny", "--steps", "40", "--batch-size", "16", "--seq-len", "32", "--vocab-size", "600",
+        "--lr", "5e-3", "--log-every", "1", "--warmup-steps", "4"]
+
+
+@pytest.fixture(scope="module", params=["bert", "gpt"])
+def run(request, corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp(request.param) / "run"
+    assert main(["-q", "pretrain", "--model", request.param, "--corpus", str(corpus), "--out", str(out), *FAST]) == 0
+    return request.param, out
+
+
+def test_pretrain_loss_falls_and_writes_the_run(run):
+    _, out = run
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 41))
+    assert all(k in log[0] for k in ("step", "loss", "lr", "tokens", "tokens_per_s"))
+    last = sum(r["loss"] for r in log[-10:]) / 10
+    assert last < log[0]["loss"] - 0.5
+    # Better than guessing uniformly over the 600-token vocabulary (ln 600 = 6.4): the model has learned.
+    lm_loss = sum(r.get("mlm_loss", r["loss"]) for r in log[-10:]) / 10
+    assert lm_loss < math.log(600) - 0.5
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "plmkit.json", "loss.png"):
+        assert (out / name).exists(), name
+    assert list((out / "tb").iterdir())
+
+
+def test_inference_commands(run, capsys):
+    member, out = run
+    capsys.readouterr()
+    if member == "bert":
+        assert main(["fill-mask", "--model", str(out), "--text", "And God said, Let there be [MASK].",
+                     "--top-k", "3", "--json"]) == 0
+        fills = json.loads(capsys.readouterr().out)
+        assert len(fills) == 1 and len(fills[0]) == 3
+        assert fills[0][0]["score"] >= fills[0][1]["score"] >= fills[0][2]["score"]
+        assert main(["generate", "--model", str(out), "--prompt", "x"]) == 2  # a masked LM cannot generate
+    else:
+        args = ["generate", "--model", str(out), "--prompt", "And God said", "--max-new-tokens", "8",
+                "--top-k", "20", "--top-p", "0.9", "--seed", "1", "--json"]
+        assert main(args) == 0
+        first = json.loads(capsys.readouterr().out)
+        assert main(args) == 0
+        assert json.loads(capsys.readouterr().out) == first  # seeded sampling repeats
+        assert 0 < len(first["tokens"]) <= 8
+
+
+def test_family_and_diff(tmp_path, capsys):
+    assert main(["family", "--json"]) == 0
+    members = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
+    assert members["bert"]["parent"] == "gpt" and members["gpt"]["parent"] is None
+    assert main(["diff", "bert"]) == 0
+    text = capsys.readouterr().out
+    assert "next-sentence prediction" in text and "parent: gpt" in text
+    assert main(["family", "--out", str(tmp_path / "family.png")]) == 0
+    assert (tmp_path / "family.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _error(args, capsys) -> str:
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("plmkit: error:")
+    return err
+
+
+def test_bad_input_is_one_line_with_exit_code_2(corpus, tmp_path, capsys):
+    out = str(tmp_path / "o")
+    base = ["pretrain", "--model", "bert", "--out", out, "--steps", "2"]
+    assert "missing.txt" in _error([*base, "--corpus", str(tmp_path / "missing.txt")], capsys)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n  \n")
+    assert "empty.txt" in _error([*base, "--corpus", str(empty)], capsys)
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("good line\nsecond line\ncaf\xe9 au lait\n".encode("latin-1"))
+    assert "latin1.txt:3" in _error([*base, "--corpus", str(latin)], capsys)
+    assert "unknown model" in _error(["pretrain", "--model", "bertt", "--corpus", str(corpus), "--out", out], capsys)
+    toml = tmp_path / "c.toml"
+    toml.write_text("[model]\nhidden_size = 64\nnum_layer = 3\n")
+    err = _error([*base, "--corpus", str(corpus), "--config", str(toml)], capsys)
+    assert "c.toml" in err and "num_layer" in err
+
+
+def test_tokenizer_that_does_not_fit_the_embedding(corpus, tmp_path, capsys):
+    tok = tmp_path / "tok"
+    assert main(["tokenizer", "train", "--kind", "wordpiece", "--corpus", str(corpus), "--vocab-size", "600",
+                 "--out", str(tok)]) == 0
+    toml = tmp_path / "small.toml"
+    toml.write_text("[model]\nvocab_size = 100\n")
+    err = _error(["pretrain", "--model", "bert", "--corpus", str(corpus), "--out", str(tmp_path / "o"),
+                  "--tokenizer", str(tok), "--config", str(toml)], capsys)
+    assert "embedding" in err and "tok" in err
+
+
+def test_no_traceback_from_the_installed_entry_point(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "plmkit", "pretrain", "--model", "nope", "--corpus", "x.txt",
+                        "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "unknown model" in r.stderr
