@@ -156,16 +156,16 @@ def _cmd_generate(a) -> int:
 
     model, tok = _load(a.model)
     res = generate(model, tok, a.prompt, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed)
-    print(json.dumps(res) if a.json else a.prompt + res["text"])
+    print(json.dumps(res) if a.json else res["text"])
     return 0
 
 
 def _add_quickstart(sub) -> None:
     p = sub.add_parser("quickstart", help="the main job on data shipped with plmkit, offline, on a laptop CPU",
-                       description="Train a tokenizer and pre-train a tiny model on a corpus that ships with plmkit, "
+                       description="Train tokenizers and pre-train a tiny BERT and a tiny GPT on a corpus that ships with plmkit, "
                                    "then show what it learned.")
     p.add_argument("--out", default="plmkit-quickstart", metavar="DIR")
-    p.add_argument("--steps", type=int, default=300, help="pre-training steps (default 300)")
+    p.add_argument("--steps", type=int, default=400, help="pre-training steps per model (default 400)")
     p.set_defaults(func=_cmd_quickstart)
 
 

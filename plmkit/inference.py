@@ -40,7 +40,10 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[dict]]:
 @torch.no_grad()
 def generate(model, tokenizer, prompt: str, max_new_tokens: int = 40, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> dict:
-    """Sample a continuation of `prompt` (temperature 0 = greedy). Returns {"text", "tokens", "prompt_tokens"}."""
+    """Sample a continuation of `prompt` (temperature 0 = greedy).
+
+    Returns {"text": prompt and continuation as decoded text, "completion", "prompt", "tokens": the new
+    token ids, "prompt_tokens"}."""
     if not model.config.causal:
         raise PlmkitError(f"generate needs a causal LM; {model.family_name} is a masked LM (try fill-mask)")
     if temperature < 0 or (top_p is not None and not 0 < top_p <= 1) or (top_k is not None and top_k < 1):
@@ -68,5 +71,8 @@ def generate(model, tokenizer, prompt: str, max_new_tokens: int = 40, temperatur
         if nxt == tokenizer.doc_sep_id:
             break
         ids.append(nxt)
-    return {"text": tokenizer.decode(ids[n_prompt:]), "prompt": prompt,
+    # Decode prompt and continuation together: some tokenizers mark word boundaries on the left token.
+    full, head = tokenizer.decode(ids[len(start):]), tokenizer.decode(ids[len(start):n_prompt])
+    completion = full[len(head):] if full.startswith(head) else tokenizer.decode(ids[n_prompt:])
+    return {"text": full, "completion": completion, "prompt": prompt,
             "tokens": ids[n_prompt:], "prompt_tokens": n_prompt - len(start)}
