@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .errors import PlmkitError
@@ -53,7 +54,8 @@ def _cmd_pretrain(a) -> int:
     data = {k: getattr(a, k) for k in ("vocab_size", "seq_len", "tokenizer", "workers") if getattr(a, k) is not None}
     summary = pretrain(a.model, a.corpus, a.out, size=a.size, train_overrides=train, data_overrides=data,
                        config_file=a.config, resume=a.resume)
-    print(json.dumps(summary, indent=2))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary rather than one per process
+        print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,7 +36,7 @@ class Config:
             raise PlmkitError(
                 f"unknown config key(s) {', '.join(unknown)} for {cls.__name__}; "
                 f"known: {', '.join(sorted(cls.field_names()))}",
-                path=source,
+                path=source, line=_line_of_key(source, unknown[0]),
             )
         try:
             return cls(**d)
@@ -50,3 +51,14 @@ class Config:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _line_of_key(source: str | Path | None, key: str) -> int | None:
+    """The 1-based line where `key = …` is set in a TOML/JSON source file, for error messages."""
+    if source is None or not Path(source).is_file():
+        return None
+    pattern = re.compile(rf'^\s*"?{re.escape(key)}"?\s*[=:]')
+    for n, line in enumerate(Path(source).read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if pattern.match(line):
+            return n
+    return None

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from .errors import PlmkitError
 
 # The axes along which PLMs differ (DESIGN.md); a diff names only these.
-AXES = ("tokenizer", "objective", "layers", "body", "heads", "training")
+AXES = ("objective", "body", "layers", "tokenizer", "heads", "training")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,10 @@ def get(name: str) -> Member:
 
 def members() -> list[Member]:
     _load_members()
-    return sorted(_REGISTRY.values(), key=lambda m: (m.year, m.name))
+    depth = {}
+    for m in _REGISTRY.values():  # parents register first, so a parent's depth is always known
+        depth[m.name] = 0 if m.parent is None else depth[m.parent] + 1
+    return sorted(_REGISTRY.values(), key=lambda m: (m.year, depth[m.name], m.name))
 
 
 def lineage(name: str) -> list[Member]:
@@ -95,41 +98,54 @@ def describe(name: str) -> str:
     return "\n".join(lines)
 
 
+def _tree() -> tuple[dict[str, list[str]], list[str]]:
+    """Children of each member and the roots, each list in (year, name) order."""
+    ms = members()
+    children: dict[str, list[str]] = {m.name: [] for m in ms}
+    for m in ms:
+        if m.parent:
+            children[m.parent].append(m.name)
+    return children, [m.name for m in ms if m.parent is None]
+
+
 def draw(path: str) -> None:
-    """Draw the family graph (PNG, SVG or PDF by the file's extension): members placed by year,
-    an arrow from each parent to its child, the diff's first line beside the node."""
+    """Draw the family graph (PNG, SVG or PDF by the file's extension) as a tree from the roots on the
+    left: an arrow from each parent to its child, the first change of each diff under the node."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ms = members()
-    by_year: dict[int, list[Member]] = {}
-    for m in ms:
-        by_year.setdefault(m.year, []).append(m)
-    years = sorted(by_year)
-    pos = {m.name: (years.index(y), -k) for y in years for k, m in enumerate(by_year[y])}
-    height = max(len(v) for v in by_year.values())
-    fig, ax = plt.subplots(figsize=(max(4.0, 2.6 * len(years)), max(2.5, 1.3 * height)))
-    for m in ms:
-        if m.parent:
-            (x0, y0), (x1, y1) = pos[m.parent], pos[m.name]
-            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                        arrowprops=dict(arrowstyle="->", color="0.45", shrinkA=18, shrinkB=18,
-                                        connectionstyle="arc3,rad=0.15" if x0 == x1 else "arc3"))
-    for m in ms:
-        x, y = pos[m.name]
-        ax.text(x, y, m.name, ha="center", va="center", fontsize=11, weight="bold",
-                bbox=dict(boxstyle="round,pad=0.4", fc="#e8f0fe", ec="#3b6fd8"))
+    children, roots = _tree()
+    pos: dict[str, tuple[float, float]] = {}
+    next_row = [0]
+
+    def place(name: str, depth: int) -> float:  # leaves take rows in turn; a parent sits mid-way
+        ys = [place(c, depth + 1) for c in children[name]]
+        y = sum(ys) / len(ys) if ys else next_row[0]
+        if not ys:
+            next_row[0] += 1
+        pos[name] = (depth, -y)
+        return y
+
+    for r in roots:
+        place(r, 0)
+    depth = max(x for x, _ in pos.values())
+    fig, ax = plt.subplots(figsize=(2.0 + 3.0 * depth + 2.0, 1.0 + 1.1 * next_row[0]))
+    for name, kids in children.items():
+        for kid in kids:
+            ax.annotate("", xy=pos[kid], xytext=pos[name],
+                        arrowprops=dict(arrowstyle="->", color="0.45", shrinkA=22, shrinkB=22))
+    for name, (x, y) in pos.items():
+        m = get(name)
+        ax.text(x, y, f"{m.name}\n{m.year}", ha="center", va="center", fontsize=10, weight="bold",
+                bbox=dict(boxstyle="round,pad=0.35", fc="#e8f0fe", ec="#3b6fd8"))
         first = next((c for axis in AXES for c in m.diff.get(axis, [])), "")
-        ax.text(x, y - 0.32, first, ha="center", va="top", fontsize=7, color="0.3", wrap=True)
-    ax.set_xticks(range(len(years)), [str(y) for y in years])
-    ax.set_yticks([])
-    ax.set_xlim(-0.7, len(years) - 0.3)
-    ax.set_ylim(-height + 0.2, 0.6)
-    for side in ("left", "right", "top"):
-        ax.spines[side].set_visible(False)
-    ax.set_title("plmkit family: each member is its parent plus the diff it registers")
+        ax.text(x, y - 0.36, first, ha="center", va="top", fontsize=7, color="0.3")
+    ax.set_xlim(-0.8, depth + 0.8)
+    ax.set_ylim(-next_row[0] + 0.2, 0.7)
+    ax.axis("off")
+    ax.set_title("plmkit family, drawn from the registry", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

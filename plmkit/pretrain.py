@@ -67,6 +67,7 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     model_over = {**toml.get("model", {}), **(model_overrides or {})}
     data = DataOptions.from_dict({**toml.get("data", {}), **(data_overrides or {})}, source=config_file)
     train_cfg = TrainConfig.from_dict({**toml.get("train", {}), **(train_overrides or {})}, source=config_file)
+    member.config_cls.preset(size, source=config_file, **model_over)  # bad keys fail now, not after tokenizing
     out = Path(out)
     if not resume and (out / "train_log.jsonl").exists():
         raise PlmkitError("a run already exists here; pass --resume to continue it or choose another --out", path=out)
