@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 
+from . import cli_bench
 from .errors import PlmkitError
 
 EXIT_USAGE = 2
@@ -186,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plmkit {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_quickstart, _add_tokenizer, _add_pretrain, _add_family, _add_inference):
+    for add in (_add_quickstart, _add_tokenizer, _add_pretrain, _add_family, _add_inference, cli_bench.add_commands):
         add(sub)
     return parser
 

@@ -11,6 +11,7 @@ from plmkit.errors import PlmkitError
 from plmkit.interop.hf import save_model
 from plmkit.models.bert import Bert, BertConfig
 from plmkit.models.gpt import Gpt, GptConfig
+from plmkit.models.gpt2 import Gpt2, Gpt2Config
 from plmkit.objectives.mlm import mask_tokens
 
 transformers = pytest.importorskip("transformers")
@@ -22,11 +23,13 @@ def _ids(vocab=99, shape=(3, 17), seed=0):
     return torch.randint(1, vocab, shape, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(params=["bert", "gpt"])
+@pytest.fixture(params=["bert", "gpt", "gpt2"])
 def member(request):
     torch.manual_seed(0)
     if request.param == "bert":
         return Bert(BertConfig(**TINY)).eval(), transformers.BertForPreTraining
+    if request.param == "gpt2":
+        return Gpt2(Gpt2Config(**TINY)).eval(), transformers.GPT2LMHeadModel
     return Gpt(GptConfig(**TINY)).eval(), transformers.OpenAIGPTLMHeadModel
 
 

@@ -1,1 +1,1 @@
-from . import bert, gpt  # noqa: F401  (explicit list: each member registers on import)
+from . import bert, gpt, gpt2  # noqa: F401  (explicit list: each member registers on import)
