@@ -62,6 +62,9 @@ class Trainer:
     it (`model(...)`), since under DDP it receives the DistributedDataParallel wrapper.
     `param_groups` (e.g. discriminative_param_groups) replace the default decay / no-decay split; groups
     without their own "lr" or "weight_decay" take the config's.
+    `eval_fn(model, step)`, when given, runs every `eval_every` optimizer steps and after the last one, with
+    the unwrapped model in eval mode and no gradients (e.g. dev-set evaluation, early stopping, gradual
+    unfreezing); it runs on every rank, and returning True on all of them ends training after that step.
     """
 
     def __init__(
@@ -76,12 +79,15 @@ class Trainer:
         save_fn: Callable[[torch.nn.Module, Path], None] | None = None,
         param_groups: list[dict] | None = None,
         run_info: dict | None = None,
+        eval_fn: Callable[[torch.nn.Module, int], bool | None] | None = None,
+        eval_every: int = 0,
     ):
         self.config = config
         self.dataset, self.sampler, self.collate, self.step_fn = dataset, sampler, collate, step_fn
         self.out_dir = Path(out_dir)
         self.save_fn = save_fn or ckpt.save_state_dict
         self.run_info = run_info or {}
+        self.eval_fn, self.eval_every = eval_fn, eval_every
         self.rank, self.world_size = rank_and_world()
         self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", 0)))
         if config.precision == "fp16" and self.device.type != "cuda":
@@ -134,6 +140,9 @@ class Trainer:
                         bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
                 if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:
                     self._checkpoint(done)
+                if self.eval_fn is not None and ((self.eval_every and done % self.eval_every == 0)
+                                                 or done == cfg.steps) and self._evaluate(done):
+                    break
         finally:
             bar.close()
             if is_main:
@@ -181,6 +190,14 @@ class Trainer:
         self.scheduler.step()
         # Kept as tensors until the log line, so the loop never waits on the device.
         self._pending.append({"loss": loss_sum, "grad_norm": norm, "tokens": tokens, "lr": lr, **extras})
+
+    def _evaluate(self, done: int) -> bool:
+        """Run eval_fn; True when it asks to stop."""
+        self.model.eval()
+        with torch.no_grad(), self._autocast():
+            stop = bool(self.eval_fn(self.module, done))
+        self.model.train()
+        return stop
 
     def _autocast(self):
         if self.config.precision == "fp32":

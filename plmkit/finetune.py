@@ -1,0 +1,207 @@
+"""`plmkit finetune`: a pre-trained model + labelled task data → a fine-tuned model, with early stopping on
+the dev set, through the one Trainer.
+
+Ways to use the pre-trained model:
+    full fine-tuning (default; Radford et al. 2018, Devlin et al. 2019): body and head trained together,
+        AdamW, linear warm-up (10 %) and decay.
+    features="scalar-mix": the body is frozen and the head reads a learned mix of its layers (ELMo,
+        Peters et al. 2018, eq. 1).
+    ulmfit=True (Howard & Ruder 2018, §3.2): discriminative learning rates (each layer down gets the rate
+        of the one above / 2.6), the slanted triangular schedule, and gradual unfreezing (the top layer
+        group trains alone in the first epoch, one more group joins each epoch).
+
+Run directory (`out`): the fine-tuned model (body + head.safetensors + head.json, the best dev
+checkpoint), eval.json ({"dev": {...}, "test": {...}, "curve": [...]}), metrics.png, and the
+Trainer's train_log.jsonl, loss.png, tb/.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from .errors import PlmkitError
+from .metrics import MAIN
+from .tasks import LabelSet, read_task
+
+log = logging.getLogger("plmkit")
+
+ULMFIT_FACTOR = 2.6  # Howard & Ruder 2018, §3.2: η^{l-1} = η^l / 2.6
+
+
+def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str | os.PathLike,
+             test: str | None = None, epochs: int = 3, lr: float | None = None, batch_size: int = 16,
+             max_length: int = 128, seed: int = 0, features: str = "finetune", ulmfit: bool = False,
+             crf: bool = False, patience: int = 2, eval_every: int | None = None, doc_stride: int = 64,
+             weight_decay: float = 0.01, dropout: float = 0.1, scratch: bool = False, progress: bool = True) -> dict:
+    """Fine-tune the model in directory `model` on `task`; returns eval.json's content plus "seconds".
+
+    lr defaults to 5e-5 for full fine-tuning (BERT's range, §A.3) and 1e-3 when only a head is trained
+    (scalar-mix). `eval_every` is in optimizer steps (default: once per epoch); training stops after
+    `patience` evaluations without a better dev score, and the best one is what is saved.
+    `scratch` re-initialises the body's weights first: the same architecture and tokenizer without
+    pre-training, the baseline that shows what pre-training buys.
+    """
+    from . import load, load_tokenizer
+    from .data.pretrain import StepSampler
+    from .heads import HeadConfig, build, collate, encode, evaluate, save_finetuned
+    from .train import TrainConfig, Trainer
+
+    t0 = time.perf_counter()
+    if epochs < 1 or batch_size < 1 or patience < 1:
+        raise PlmkitError("epochs, batch size and patience must be at least 1")
+    if ulmfit and features != "finetune":
+        raise PlmkitError("--ulmfit fine-tunes the whole model; it does not combine with frozen features")
+    out = Path(out)
+    if (out / "train_log.jsonl").exists():
+        raise PlmkitError("already holds a fine-tuning run; choose another --out", path=out)
+    train_ex = read_task(train, task)
+    dev_ex = read_task(dev, task)
+    test_ex = read_task(test, task) if test else None
+    labels = LabelSet.discover(train_ex, task).labels
+    body, tokenizer = load(model), load_tokenizer(model)
+    torch.manual_seed(seed)  # the head's (and with `scratch` the body's) initial weights
+    if scratch:
+        if not hasattr(body, "init_weights"):
+            raise PlmkitError(f"{body.family_name} cannot re-initialise its weights (no init_weights)")
+        body.init_weights()
+    net = build(body, tokenizer, HeadConfig(task=task, labels=tuple(labels), features=features, crf=crf,
+                                            max_length=max_length, doc_stride=doc_stride, dropout=dropout))
+    train_f = encode(train_ex, net, tokenizer, path=train)
+    dev_f = encode(dev_ex, net, tokenizer, path=dev)
+    test_f = encode(test_ex, net, tokenizer, path=test) if test_ex else None
+
+    per_epoch = math.ceil(len(train_f) / batch_size)
+    steps = epochs * per_epoch
+    lr = lr if lr is not None else (1e-3 if features == "scalar-mix" else 5e-5)
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                      warmup_ratio=0.1, schedule="slanted_triangular" if ulmfit else "linear",
+                      log_every=max(1, min(10, per_epoch)))
+    param_groups = unfreezing = None
+    if ulmfit:
+        groups = net.layer_groups()
+        n = len(groups)
+        param_groups = [{"params": g, "lr": lr / ULMFIT_FACTOR ** (n - 1 - i)} for i, g in enumerate(groups)]
+        unfreezing = GradualUnfreezing(groups)
+    elif features == "scalar-mix":
+        param_groups = [{"params": [p for p in net.parameters() if p.requires_grad]}]
+
+    main_metric = MAIN[task]
+    state = {"best": -math.inf, "best_state": None, "bad": 0, "curve": []}
+
+    def eval_fn(m, step: int) -> bool:
+        metrics, _ = evaluate(m, tokenizer, dev_ex, dev_f, batch_size=batch_size * 2, progress=progress)
+        score = metrics[main_metric]
+        state["curve"].append({"step": step, "epoch": round(step / per_epoch, 3), **metrics})
+        log.info("step %d: dev %s %.4f", step, main_metric, score)
+        if unfreezing is not None:
+            unfreezing.next()
+        if score > state["best"]:
+            state.update(best=score, bad=0, best_step=step,
+                         best_state={k: v.detach().clone() for k, v in m.state_dict().items()})
+            return False
+        state["bad"] += 1
+        return state["bad"] >= patience
+
+    pad = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+    run_info = {"task": task, "model": str(model), "train": str(train), "dev": str(dev), "test": test,
+                "labels": labels, "features": features, "ulmfit": ulmfit, "crf": crf, "epochs": epochs,
+                "from_scratch": scratch, "train_examples": len(train_ex), "train_features": len(train_f)}
+    trainer = Trainer(net, train_f, StepSampler(len(train_f), batch_size, seed),
+                      lambda examples, gen: collate(examples, pad), _step, cfg, out,
+                      save_fn=lambda m, d: save_finetuned(m, d, run_info), param_groups=param_groups,
+                      run_info=run_info, eval_fn=eval_fn, eval_every=eval_every or per_epoch)
+    trainer.train()
+    # finetune does not resume, so the checkpoint the Trainer writes at its last step is not kept.
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    net.load_state_dict(state["best_state"])
+    net.eval()
+    save_finetuned(net, out, {**run_info, "best_step": state["best_step"]})
+
+    result = {"task": task, "metric": main_metric, "best_step": state["best_step"]}
+    # The dev metrics of the kept model were measured when it was the best: no need to run them again.
+    best = next(c for c in state["curve"] if c["step"] == state["best_step"])
+    result["dev"] = {k: v for k, v in best.items() if k not in ("step", "epoch")}
+    if test_ex:
+        result["test"], _ = evaluate(net, tokenizer, test_ex, test_f, batch_size=batch_size * 2, progress=progress)
+    result["curve"] = state["curve"]
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    _plot_curve(state["curve"], main_metric, out / "train_log.jsonl", out / "metrics.png")
+    return result
+
+
+class GradualUnfreezing:
+    """ULMFiT's gradual unfreezing (Howard & Ruder 2018, §3.2): of parameter groups ordered bottom to top,
+    only the top one trains at first; each `next()` unfreezes the next one down (finetune calls it after
+    each evaluation: once per epoch unless --eval-every says otherwise)."""
+
+    def __init__(self, groups: list[list[torch.nn.Parameter]]):
+        self.groups, self.frozen = groups, len(groups) - 1
+        for g in groups[:-1]:
+            for p in g:
+                p.requires_grad_(False)
+
+    def next(self) -> None:
+        if self.frozen > 0:
+            self.frozen -= 1
+            for p in self.groups[self.frozen]:
+                p.requires_grad_(True)
+
+
+def _step(model, batch) -> dict:
+    out = model(batch)
+    return {"loss": out["loss"], "tokens": int(batch["attention_mask"].sum())}
+
+
+def _plot_curve(curve: list[dict], metric: str, log_path: Path, path: Path) -> None:
+    """Dev metric per evaluation and training loss, against optimizer steps."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    ax.plot([c["step"] for c in curve], [c[metric] for c in curve], "o-", color="C0", label=f"dev {metric}")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"dev {metric}")
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    loss_ax = ax.twinx()
+    loss_ax.plot([r["step"] for r in records], [r["loss"] for r in records], color="C1", alpha=0.6,
+                 label="training loss")
+    loss_ax.set_ylabel("training loss")
+    fig.legend(loc="upper center", ncol=2, fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+@torch.no_grad()
+def embed(model, tokenizer, texts: list[str], pool: str = "cls", max_length: int = 512) -> torch.Tensor:
+    """Sentence vectors (N, H) from a body's last layer: "cls" takes [CLS] for a bidirectional model and the
+    last token for a causal one; "mean" averages the real tokens."""
+    if pool not in ("cls", "mean"):
+        raise PlmkitError(f"unknown pooling {pool!r}; choose cls or mean")
+    causal = bool(model.config.causal)
+    begin = [] if causal else [tokenizer.cls_id]
+    end = [] if causal else [tokenizer.sep_id]
+    if not causal and None in (tokenizer.cls_id, tokenizer.sep_id):
+        raise PlmkitError("the tokenizer has no [CLS]/[SEP] tokens")
+    ids = [begin + x[: max_length - len(begin) - len(end)] + end for x in tokenizer.encode_batch(texts)]
+    if any(len(x) == 0 for x in ids):
+        raise PlmkitError("cannot embed an empty text")
+    T = max(len(x) for x in ids)
+    x = torch.full((len(ids), T), tokenizer.pad_id or 0, dtype=torch.long)
+    mask = torch.zeros_like(x)
+    for i, row in enumerate(ids):
+        x[i, :len(row)] = torch.tensor(row)
+        mask[i, :len(row)] = 1
+    h = model.eval().encode(x, mask).last_hidden_state  # (N, T, H)
+    if pool == "mean":
+        return (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    return h[torch.arange(len(ids)), mask.sum(1) - 1] if causal else h[:, 0]

@@ -1,0 +1,72 @@
+"""Downstream heads on a pre-trained body, and fine-tuned model directories.
+
+A fine-tuned directory is the body as `plmkit.interop.hf.save_model` writes it (so `plmkit.load` and
+`transformers` still read the body) plus `head.safetensors` (head weights: linear layer, CRF, scalar
+mix) and `head.json` (the HeadConfig: task, label list, input settings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from ..errors import PlmkitError
+from .inputs import collate, encode, evaluate
+from .model import GPT_TOKENS, HeadConfig, TaskModel
+
+HEAD_WEIGHTS, HEAD_CONFIG = "head.safetensors", "head.json"
+
+
+def build(body, tokenizer, config: HeadConfig) -> TaskModel:
+    """Put a head on `body`. A causal body gets GPT's [start]/[delim]/[extract] tokens, added to the
+    tokenizer and as new embedding rows when the vocabulary lacks them."""
+    if getattr(body.config, "causal", False) and not config.gpt_tokens:
+        tokenizer.backend.add_special_tokens(list(GPT_TOKENS))
+        needed = max(tokenizer.token_to_id(t) for t in GPT_TOKENS) + 1
+        if needed > body.config.vocab_size:
+            body.resize_token_embeddings(needed)
+        config = config.replace(gpt_tokens=GPT_TOKENS)
+    if config.max_length > body.config.max_positions:
+        raise PlmkitError(f"max_length {config.max_length} exceeds the model's {body.config.max_positions} positions")
+    model = TaskModel(body, config)
+    model.tokenizer = tokenizer
+    return model
+
+
+def save_finetuned(model: TaskModel, directory: str | os.PathLike, info: dict | None = None) -> Path:
+    from ..interop.hf import save_model
+
+    d = save_model(model.body, directory, model.tokenizer, {"finetuned": {"task": model.config.task, **(info or {})}})
+    head = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("body.")}
+    save_file(head, str(d / HEAD_WEIGHTS), metadata={"format": "pt"})
+    (d / HEAD_CONFIG).write_text(model.config.to_json() + "\n")
+    return d
+
+
+def load_finetuned(directory: str | os.PathLike) -> TaskModel:
+    """A directory written by `save_finetuned` (e.g. by `plmkit finetune`) → the TaskModel, in eval mode,
+    with its tokenizer as `.tokenizer`."""
+    from ..interop.hf import load_model
+    from ..tokenizers import load_tokenizer
+
+    d = Path(directory)
+    if not (d / HEAD_CONFIG).is_file():
+        raise PlmkitError(f"no {HEAD_CONFIG}: not a fine-tuned model directory (see `plmkit finetune`)", path=d)
+    try:
+        config = HeadConfig.from_dict(json.loads((d / HEAD_CONFIG).read_text()), source=d / HEAD_CONFIG)
+    except json.JSONDecodeError as e:
+        raise PlmkitError(f"not valid JSON: {e.msg}", path=d / HEAD_CONFIG, line=e.lineno) from None
+    model = TaskModel(load_model(d), config)
+    missing, unexpected = model.load_state_dict(load_file(str(d / HEAD_WEIGHTS)), strict=False)
+    missing = [k for k in missing if not k.startswith("body.")]
+    if missing or unexpected:
+        raise PlmkitError(f"head weights do not fit head.json: missing {missing}, unexpected {unexpected}",
+                          path=d / HEAD_WEIGHTS)
+    model.tokenizer = load_tokenizer(d)
+    return model.eval()
+
+
+__all__ = ["HeadConfig", "TaskModel", "build", "collate", "encode", "evaluate", "load_finetuned", "save_finetuned"]

@@ -1,0 +1,244 @@
+"""Heads on tiny BERT and GPT bodies: every task trains and its loss falls, GPT's input transformations,
+save → load_finetuned round trips, scalar mix and ULMFiT, the CLI end to end, and the quickstart in a
+tiny mode."""
+
+import gzip
+import json
+from importlib import resources
+
+import pytest
+import torch
+
+from plmkit import heads, load
+from plmkit.cli import main
+from plmkit.finetune import GradualUnfreezing, finetune
+from plmkit.heads import HeadConfig, build, collate, encode, load_finetuned, save_finetuned
+from plmkit.interop.hf import save_model
+from plmkit.models.bert import Bert, BertConfig
+from plmkit.models.gpt import Gpt, GptConfig
+from plmkit.tasks import read_task
+from plmkit.tokenizers import load_tokenizer, train_tokenizer
+
+TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=128, max_positions=128)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Tiny tasks made from KJV verses, with labels a model can learn from the words."""
+    d = tmp_path_factory.mktemp("tasks")
+    with resources.files("plmkit").joinpath("resources/kjv.txt.gz").open("rb") as f:
+        lines = [ln for ln in gzip.open(f, "rt", encoding="utf-8").read().splitlines() if ln.strip()][:1200]
+    (d / "corpus.txt").write_text("\n".join(lines))
+    verses = lines[:96]
+
+    def jsonl(name, rows):
+        (d / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    jsonl("classify.jsonl", [{"text": v, "label": "lord" if "LORD" in v else "other"} for v in verses])
+    jsonl("pair.jsonl", [{"text_a": v, "text_b": lines[i + 300], "label": "lord" if "LORD" in v else "other"}
+                         for i, v in enumerate(verses)])
+    jsonl("regress.jsonl", [{"text_a": v, "text_b": lines[i + 300], "label": len(v) / 100}
+                            for i, v in enumerate(verses)])
+    jsonl("choice.jsonl", [{"question": v, "choices": [lines[i + 1], lines[i + 600], lines[i + 900]], "label": 0}
+                           for i, v in enumerate(verses)])
+    (d / "tag.txt").write_text("".join("".join(f"{w}\t{'B-CAP' if w[0].isupper() else 'O'}\n" for w in v.split()) + "\n"
+                                       for v in verses))
+    paragraphs = []
+    for i, v in enumerate(verses[:48]):
+        context = " ".join(lines[i:i + 4])  # longer than one window: exercises the doc stride
+        answer = v.split()[2]
+        answers = [{"text": answer, "answer_start": context.index(answer)}]
+        qas = [{"id": str(i), "question": "the third word", "answers": answers}]
+        paragraphs.append({"context": context, "qas": qas})
+    (d / "qa.json").write_text(json.dumps({"data": [{"paragraphs": paragraphs}]}))
+    return d
+
+
+@pytest.fixture(scope="module", params=["bert", "gpt"])
+def body_dir(request, data, tmp_path_factory):
+    """A tiny random-weight BERT (WordPiece) or GPT (BPE) saved as a model directory."""
+    kind, cls, config = {"bert": ("wordpiece", Bert, BertConfig), "gpt": ("bpe", Gpt, GptConfig)}[request.param]
+    tok = train_tokenizer(kind, [data / "corpus.txt"], 400, show_progress=False)
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp(request.param) / "model"
+    save_model(cls(config(vocab_size=tok.vocab_size, **TINY)), d, tok)
+    return d
+
+
+def _task_model(body_dir, task, examples, **kw):
+    from plmkit.tasks import LabelSet
+
+    tok = load_tokenizer(body_dir)
+    labels = tuple(LabelSet.discover(examples, task).labels)
+    torch.manual_seed(0)
+    return build(load(body_dir), tok, HeadConfig(task=task, labels=labels, dropout=0.0, **kw)), tok
+
+
+FILES = {"classify": "classify.jsonl", "pair": "pair.jsonl", "regress": "regress.jsonl", "choice": "choice.jsonl",
+         "tag": "tag.txt", "qa": "qa.json"}
+
+
+@pytest.mark.parametrize("task, extra", [("classify", {}), ("pair", {}), ("regress", {}), ("choice", {}),
+                                         ("tag", {}), ("tag", {"crf": True}),
+                                         ("qa", {"max_length": 40, "doc_stride": 12})])
+def test_each_head_learns(body_dir, data, task, extra):
+    examples = read_task(data / FILES[task], task)
+    model, tok = _task_model(body_dir, task, examples, **extra)
+    batch = collate(encode(examples[:16], model, tok), tok.pad_id or 0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    losses = []
+    for _ in range(15):  # fit one batch: the loss must fall well below where it starts
+        loss = model(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_qa_windows_hold_the_answer(body_dir, data):
+    examples = read_task(data / "qa.json", "qa")
+    model, tok = _task_model(body_dir, "qa", examples, max_length=40, doc_stride=12)
+    features = encode(examples, model, tok)
+    assert len(features) > 2 * len(examples)  # long contexts become several overlapping windows
+    found = set()
+    for f in features:
+        if f["start_positions"]:
+            answer = tok.decode(f["input_ids"][f["start_positions"]:f["end_positions"] + 1])
+            assert answer.replace(" ", "").lower() == examples[f["example"]].answers[0]["text"].lower()
+            assert all(f["context_mask"][f["start_positions"]:f["end_positions"] + 1])
+            found.add(f["example"])
+    assert found == set(range(len(examples)))
+
+
+def test_gpt_input_transformations(data, tmp_path):
+    tok = train_tokenizer("bpe", [data / "corpus.txt"], 400, show_progress=False)
+    body = Gpt(GptConfig(vocab_size=tok.vocab_size, **TINY))
+    n_before = tok.vocab_size
+    pair = read_task(data / "pair.jsonl", "pair")
+    model = build(body, tok, HeadConfig(task="pair", labels=("lord", "other")))
+    start, delim, extract = (tok.token_to_id(t) for t in heads.GPT_TOKENS)
+    assert (start, delim, extract) == (n_before, n_before + 1, n_before + 2)
+    assert body.config.vocab_size == body.embeddings.tokens.num_embeddings == n_before + 3
+    e = pair[0]
+    f = encode([e], model, tok)[0]
+    a, b = tok.encode(e.text), tok.encode(e.text_b)
+    assert f["input_ids"] == [start, *a, delim, *b, extract]  # entailment: premise [delim] hypothesis
+    # Similarity: both orders, as two views whose features are summed.
+    reg = build(body, tok, HeadConfig(task="regress", gpt_tokens=heads.GPT_TOKENS))
+    views = encode(read_task(data / "regress.jsonl", "regress")[:1], reg, tok)[0]["views"]
+    assert [v[0] for v in views] == [[start, *a, delim, *b, extract], [start, *b, delim, *a, extract]]
+    # Multiple choice: one sequence per option.
+    ch = build(body, tok, HeadConfig(task="choice", gpt_tokens=heads.GPT_TOKENS))
+    ex = read_task(data / "choice.jsonl", "choice")[0]
+    views = encode([ex], ch, tok)[0]["views"]
+    assert [v[0] for v in views] == [[start, *tok.encode(ex.text), delim, *tok.encode(c), extract] for c in ex.choices]
+    # The head reads the [extract] token: changing anything after it (padding) changes nothing.
+    batch = collate(encode(pair[:2], model, tok), 0)
+    model.eval()
+    one = model({k: v[:1, : len(f["input_ids"])] for k, v in batch.items() if k != "labels"})["logits"]
+    both = model({k: v for k, v in batch.items() if k != "labels"})["logits"]
+    torch.testing.assert_close(one[0], both[0], atol=1e-5, rtol=1e-5)
+    # The added tokens and rows survive a save and load.
+    save_finetuned(model, tmp_path / "ft")
+    again = load_finetuned(tmp_path / "ft")
+    assert again.tokenizer.token_to_id("<|extract|>") == extract
+    assert again.body.config.vocab_size == n_before + 3
+
+
+@pytest.mark.parametrize("task, extra", [("classify", {}), ("tag", {"crf": True}), ("choice", {}),
+                                         ("qa", {"max_length": 40, "doc_stride": 12}),
+                                         ("classify", {"features": "scalar-mix"})])
+def test_save_load_gives_the_same_predictions(body_dir, data, task, extra, tmp_path):
+    from plmkit.heads import evaluate
+
+    examples = read_task(data / FILES[task], task)
+    model, tok = _task_model(body_dir, task, examples, **extra)
+    examples = examples[::4]
+    with torch.no_grad():  # perturb the heads so a head that was not saved would show
+        for name, p in model.named_parameters():
+            if not name.startswith("body."):
+                p.add_(torch.randn_like(p) * 0.5)
+    metrics, preds = evaluate(model, tok, examples)
+    save_finetuned(model, tmp_path / "ft")
+    loaded = load_finetuned(tmp_path / "ft")
+    metrics2, preds2 = evaluate(loaded, loaded.tokenizer, examples)
+    assert preds == preds2 and metrics == metrics2
+
+
+def test_finetune_ulmfit_and_scalar_mix(body_dir, data, tmp_path):
+    f = str(data / "classify.jsonl")
+    r = finetune(body_dir, "classify", f, f, tmp_path / "ulm", epochs=3, lr=3e-3, ulmfit=True, patience=3,
+                 progress=False)
+    assert [c["epoch"] for c in r["curve"]] == [1.0, 2.0, 3.0]
+    cfg = json.loads((tmp_path / "ulm" / "train_config.json").read_text())["config"]
+    assert cfg["schedule"] == "slanted_triangular"
+    # The embeddings, the lowest of the 4 groups, are still frozen after 3 epochs.
+    before, after = load(body_dir), load_finetuned(tmp_path / "ulm").body
+    n = before.embeddings.tokens.num_embeddings
+    assert torch.equal(before.embeddings.tokens.weight, after.embeddings.tokens.weight[:n])
+    r = finetune(body_dir, "classify", f, f, tmp_path / "mix", epochs=2, features="scalar-mix", progress=False)
+    loaded = load_finetuned(tmp_path / "mix")
+    assert loaded.mix.weights.numel() == TINY["num_layers"] + 1
+    assert not any(p.requires_grad for p in loaded.body.parameters())
+
+
+def test_gradual_unfreezing_one_group_per_epoch(body_dir, data):
+    examples = read_task(data / "classify.jsonl", "classify")
+    model, _ = _task_model(body_dir, "classify", examples)
+    groups = model.layer_groups()  # embeddings, layer 0, layer 1, everything above
+    assert len(groups) == TINY["num_layers"] + 2
+    assert {id(p) for g in groups for p in g} == {id(p) for p in model.parameters()}
+    unfreezing = GradualUnfreezing(groups)
+    for epoch in range(5):
+        assert [all(p.requires_grad for p in g) for g in groups] == [i >= 3 - epoch for i in range(4)]
+        assert not any(p.requires_grad for g in groups[:max(3 - epoch, 0)] for p in g)
+        unfreezing.next()
+
+
+def test_cli_finetune_evaluate_predict_embed(body_dir, data, tmp_path, capsys):
+    out = tmp_path / "ft"
+    f = str(data / "tag.txt")
+    assert main(["-q", "finetune", "--model", str(body_dir), "--task", "tag", "--train", f, "--dev", f, "--test", f,
+                 "--out", str(out), "--epochs", "2", "--lr", "3e-3", "--batch-size", "16"]) == 0
+    ev = json.loads((out / "eval.json").read_text())
+    assert set(ev["dev"]) >= {"f1", "precision", "recall"} and set(ev["test"]) >= {"f1"}
+    assert (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "checkpoints").exists()
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out), "--data", f, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["f1"] == pytest.approx(ev["test"]["f1"])
+    assert main(["predict", "--model", str(out), "--data", f]) == 0
+    preds = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(preds) == 96 and len(preds[0]["tokens"]) == len(preds[0]["tags"])
+    assert main(["embed", "--model", str(out), "--text", "In the beginning", "And God", "--pool", "mean",
+                 "--json"]) == 0
+    vectors = json.loads(capsys.readouterr().out)
+    assert [len(v["vector"]) for v in vectors] == [TINY["hidden_size"]] * 2
+
+
+def test_cli_errors_are_one_line(body_dir, data, tmp_path, capsys):
+    bad = tmp_path / "dev.jsonl"
+    bad.write_text('{"text": "a", "label": "lord"}\n{"text": "b", "label": "nobody"}\n')
+    f = str(data / "classify.jsonl")
+    for args, where in [(["--dev", str(bad)], "dev.jsonl:2"), (["--dev", str(tmp_path / "none.jsonl")], "none.jsonl")]:
+        capsys.readouterr()
+        assert main(["finetune", "--model", str(body_dir), "--task", "classify", "--train", f, "--out",
+                     str(tmp_path / "o"), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and where in err
+    assert main(["evaluate", "--model", str(body_dir), "--data", f]) == 2  # a body without a head
+    assert "head.json" in capsys.readouterr().err
+
+
+def test_quickstart_tiny(tmp_path, capsys):
+    from plmkit.quickstart import quickstart
+
+    report = quickstart(str(tmp_path / "qs"), steps=3, tiny=True)
+    saved = json.loads((tmp_path / "qs" / "report.json").read_text())
+    for name in ("pretrained", "scratch"):
+        assert set(saved[name]) >= {"metric", "score", "seconds"} and 0 <= saved[name]["score"] <= 1
+    assert saved["pretrained"]["score"] == report["pretrained"]["score"]
+    assert (tmp_path / "qs" / "comparison.png").exists()
+    assert "from scratch" in capsys.readouterr().out
