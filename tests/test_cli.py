@@ -1,26 +1,14 @@
 """The command line end to end on a small slice of the shipped corpus: pre-training, inference, the
 family graph, and one-line errors with exit code 2."""
 
-import gzip
 import json
 import math
 import subprocess
 import sys
-from importlib import resources
 
 import pytest
 
 from plmkit.cli import main
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """The first 1,500 verses of the shipped King James Bible, split into documents of 100 verses."""
-    path = tmp_path_factory.mktemp("corpus") / "kjv-head.txt"
-    with resources.files("plmkit").joinpath("resources/kjv.txt.gz").open("rb") as f:
-        lines = [ln for ln in gzip.open(f, "rt", encoding="utf-8").read().splitlines() if ln.strip()][:1500]
-    path.write_text("".join(ln + ("\n\n" if (i + 1) % 100 == 0 else "\n") for i, ln in enumerate(lines)))
-    return path
 
 
 FAST = ["--size", "tiny", "--steps", "40", "--batch-size", "16", "--seq-len", "32", "--vocab-size", "600",

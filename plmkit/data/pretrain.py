@@ -53,15 +53,19 @@ class SegmentPairs:
         seed: the examples are a pure function of (seed, i).
         short_seq_prob: how often the target length is drawn uniformly from [2, max_tokens] instead, so
             the model also sees short inputs like those of fine-tuning (BERT uses 0.1).
+        random_next_prob: how often B comes from another document (BERT: 0.5; 0 keeps every B the real
+            continuation, as sentence-order prediction needs).
     """
 
-    def __init__(self, corpus: TokenCorpus, max_tokens: int, seed: int = 0, short_seq_prob: float = 0.1):
+    def __init__(self, corpus: TokenCorpus, max_tokens: int, seed: int = 0, short_seq_prob: float = 0.1,
+                 random_next_prob: float = 0.5):
         if max_tokens < 2:
             raise ValueError(f"max_tokens must be at least 2 (one token per segment), got {max_tokens}")
         if corpus.n_docs < 2:
             raise PlmkitError("next-sentence pairs need at least two documents (separate them by a blank line)",
                               path=corpus.directory)
         self.corpus, self.max_tokens, self.seed, self.short_seq_prob = corpus, max_tokens, seed, short_seq_prob
+        self.random_next_prob = random_next_prob
 
     def __len__(self) -> int:
         return max(1, self.corpus.n_tokens // self.max_tokens)
@@ -133,7 +137,7 @@ class SegmentPairs:
         a = np.concatenate(chunk[:split])
         b = None
         # A single one-token line cannot be split in two, so it always takes a random B.
-        if rng.random() < 0.5 or (len(chunk) == 1 and len(a) == 1):
+        if rng.random() < self.random_next_prob or (len(chunk) == 1 and len(a) == 1):
             b = self._random_b(rng, doc, max(1, target - len(a)))
         is_next = int(b is None)
         if is_next and len(chunk) > 1:

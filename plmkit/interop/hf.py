@@ -28,16 +28,20 @@ def save_model(model: torch.nn.Module, directory: str | os.PathLike, tokenizer=N
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     member = family.get(model.family_name)
-    layout = model.hf
-    try:
-        hf_config = {"model_type": layout.model_type, "architectures": list(layout.architectures),
-                     **layout.to_config(model.config)}
-    except PlmkitError as e:
-        log.warning("%s; config.json is written for plmkit only", e)
-        hf_config = {"model_type": f"plmkit-{member.name}", **model.config.to_dict()}
+    layout = getattr(model, "hf", None)  # None: a member with no transformers counterpart (n-gram, LSTM, …)
+    hf_config = {"model_type": f"plmkit-{member.name}", **model.config.to_dict()}
+    if layout is not None:
+        try:
+            hf_config = {"model_type": layout.model_type, "architectures": list(layout.architectures),
+                         **layout.to_config(model.config)}
+        except PlmkitError as e:
+            log.warning("%s; config.json is written for plmkit only", e)
     (d / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_file(layout.to_hf(state), str(d / "model.safetensors"), metadata={"format": "pt"})
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(layout.to_hf(state) if layout is not None else state, str(d / "model.safetensors"),
+              metadata={"format": "pt"})
+    for name, companion in (layout.companions.items() if layout is not None else ()):
+        _save_companion(model, name, companion, d / name)
     meta = {"member": member.name, "objective": member.objective, "config": model.config.to_dict(),
             "plmkit_version": __version__, "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             **(info or {})}
@@ -45,6 +49,19 @@ def save_model(model: torch.nn.Module, directory: str | os.PathLike, tokenizer=N
     if tokenizer is not None:
         tokenizer.save(d)
     return d
+
+
+def _save_companion(model: torch.nn.Module, name: str, layout, d: Path) -> None:
+    """A second HF model saved beside the first (ELECTRA's generator/), from the model's view of it."""
+    d.mkdir(exist_ok=True)
+    try:
+        hf_config = {"model_type": layout.model_type, "architectures": list(layout.architectures),
+                     **layout.to_config(model.config)}
+    except PlmkitError:  # already warned about for the main model; plmkit.json holds the config
+        hf_config = {"model_type": f"plmkit-{model.family_name}-{name}"}
+    (d / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.companion_state_dict(name).items()}
+    save_file(layout.to_hf(state), str(d / "model.safetensors"), metadata={"format": "pt"})
 
 
 def _read_json(path: Path) -> dict:
@@ -73,7 +90,10 @@ def load_model(path: str | os.PathLike) -> torch.nn.Module:
     elif (d / "config.json").exists():
         hf_config = _read_json(d / "config.json")
         member = _member_for_model_type(hf_config.get("model_type", ""), d / "config.json")
-        config = member.model_cls.hf.from_config(hf_config)
+        layout = member.model_cls.hf
+        companions = {name: _read_json(d / name / "config.json") for name in layout.companions
+                      if (d / name / "config.json").exists()}
+        config = layout.from_config(hf_config, **companions)
     else:
         raise PlmkitError("no config.json or plmkit.json: not a model directory", path=d)
     weights = d / "model.safetensors"
@@ -81,6 +101,13 @@ def load_model(path: str | os.PathLike) -> torch.nn.Module:
         hint = " (found pickle weights, which plmkit never loads)" if (d / "pytorch_model.bin").exists() else ""
         raise PlmkitError("model.safetensors not found" + hint, path=d)
     model = member.model_cls(config)
+    if getattr(model, "hf", None) is None:  # saved under plmkit's own parameter names: all must be there
+        try:
+            model.load_state_dict(load_file(str(weights)))
+        except RuntimeError as e:
+            raise PlmkitError(f"weights do not fit the config: {str(e).splitlines()[-1].strip()}",
+                              path=weights) from None
+        return model.eval()
     state, missing = model.hf.from_hf(load_file(str(weights)), model.state_dict())
     body_missing = [k for k in missing if k.startswith(("embeddings.", "layers.", "final_norm"))]
     if body_missing:
@@ -91,4 +118,19 @@ def load_model(path: str | os.PathLike) -> torch.nn.Module:
         model.load_state_dict(state, strict=False)
     except RuntimeError as e:
         raise PlmkitError(f"weights do not fit the config: {str(e).splitlines()[-1].strip()}", path=weights) from None
+    for name, companion in model.hf.companions.items():
+        _load_companion(model, name, companion, d / name / "model.safetensors")
     return model.eval()
+
+
+def _load_companion(model: torch.nn.Module, name: str, layout, weights: Path) -> None:
+    if not weights.exists():
+        log.warning("%s not found; %s keeps its random initialisation", weights, name)
+        return
+    state, missing = layout.from_hf(load_file(str(weights)), model.companion_state_dict(name))
+    if missing:
+        raise PlmkitError(f"weights missing from the checkpoint: {', '.join(missing[:5])}", path=weights)
+    try:
+        model.load_companion_state_dict(name, state)
+    except RuntimeError as e:
+        raise PlmkitError(f"weights do not fit the config: {str(e).splitlines()[-1].strip()}", path=weights) from None

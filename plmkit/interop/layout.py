@@ -23,6 +23,11 @@ class HFLayout:
     to_config: Callable[[Any], dict]
     from_config: Callable[[dict], Any]
     transposed: tuple[str, ...] = ()  # module suffixes whose HF weight is stored (in, out)
+    # Sub-directory → layout of a second HF model saved beside this one (ELECTRA's generator/). The model
+    # gives its view in plmkit names with `companion_state_dict(name)` and takes it back with
+    # `load_companion_state_dict(name, state)`; `from_config` then also receives each companion's config.json
+    # dict as a keyword argument named like the sub-directory.
+    companions: dict[str, "HFLayout"] = dataclasses.field(default_factory=dict)
 
     def _hf_names(self, ours: str) -> tuple[str, tuple[str, ...] | str] | None:
         """plmkit parameter name → (plmkit module path, HF parameter name(s)), or None if unmapped."""

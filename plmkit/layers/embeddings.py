@@ -1,5 +1,8 @@
 """Input embeddings: tokens + positions (learned or sinusoidal) + optional token types, then an
-optional LayerNorm (BERT has one, GPT-1 does not) and dropout."""
+optional LayerNorm (BERT has one, GPT-1 does not) and dropout.
+
+`position_offset` starts the learned position table at that row: fairseq's RoBERTa reserves rows
+0 … padding_idx, so its table has max_positions + padding_idx + 1 rows and position t reads row t + offset."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-POSITIONS = ("learned", "sinusoidal")
+POSITIONS = ("learned", "sinusoidal", "none")  # "none": positions enter inside attention (NEZHA)
 
 
 def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
@@ -23,16 +26,17 @@ def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
 
 class Embeddings(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int, max_positions: int, position: str,
-                 type_vocab_size: int, norm: bool, eps: float, dropout: float, pad_token_id: int | None):
+                 type_vocab_size: int, norm: bool, eps: float, dropout: float, pad_token_id: int | None,
+                 position_offset: int = 0):
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, hidden_size, padding_idx=pad_token_id)
         if position == "learned":
-            self.positions = nn.Embedding(max_positions, hidden_size)
+            self.positions = nn.Embedding(max_positions + position_offset, hidden_size)
         elif position == "sinusoidal":
             self.register_buffer("sinusoid", sinusoidal_table(max_positions, hidden_size), persistent=False)
-        else:
+        elif position != "none":
             raise ValueError(f"unknown position embedding {position!r}; choose from {POSITIONS}")
-        self.position = position
+        self.position, self.position_offset = position, position_offset
         self.token_types = nn.Embedding(type_vocab_size, hidden_size) if type_vocab_size > 0 else None
         self.norm = nn.LayerNorm(hidden_size, eps=eps) if norm else None
         self.drop = nn.Dropout(dropout)
@@ -40,11 +44,11 @@ class Embeddings(nn.Module):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids: (B, T) → (B, T, H)."""
         T = input_ids.shape[1]
+        x = self.tokens(input_ids)  # (B, T, H)
         if self.position == "learned":
-            pos = self.positions.weight[:T]
-        else:
-            pos = self.sinusoid[:T]
-        x = self.tokens(input_ids) + pos  # (B, T, H)
+            x = x + self.positions.weight[self.position_offset:self.position_offset + T]
+        elif self.position == "sinusoidal":
+            x = x + self.sinusoid[:T]
         if self.token_types is not None:
             x = x + (self.token_types(token_type_ids) if token_type_ids is not None else self.token_types.weight[0])
         if self.norm is not None:

@@ -103,6 +103,8 @@ class Bert(Gpt):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, **kwargs) -> ModelOutput:
         out = super().forward(input_ids, attention_mask, token_type_ids, **kwargs)
-        out.pooler_output = torch.tanh(self.pooler(out.last_hidden_state[:, 0]))  # (B, H)
-        out.seq_relationship_logits = self.nsp(out.pooler_output)  # (B, 2)
+        if self.pooler is not None:  # members without a pooler or sentence-pair head set them to None
+            out.pooler_output = torch.tanh(self.pooler(out.last_hidden_state[:, 0]))  # (B, H)
+        if self.nsp is not None:
+            out.seq_relationship_logits = self.nsp(out.pooler_output)  # (B, 2)
         return out

@@ -10,9 +10,14 @@ from __future__ import annotations
 from ..errors import PlmkitError
 from .base import Objective
 from .clm import CausalLM
+from .ernie import KnowledgeMaskedLM
 from .mlm import MaskedLM, MaskedLMWithNSP
+from .rtd import ReplacedTokenDetection
+from .sop import MaskedLMWithSOP
+from .wwm import WholeWordMaskedLM
 
-OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, MaskedLM, MaskedLMWithNSP)}
+OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
+                                                                MaskedLMWithSOP, ReplacedTokenDetection, WholeWordMaskedLM)}
 
 
 def get_objective(name: str) -> type[Objective]:
@@ -21,4 +26,5 @@ def get_objective(name: str) -> type[Objective]:
     return OBJECTIVES[name]
 
 
-__all__ = ["OBJECTIVES", "CausalLM", "MaskedLM", "MaskedLMWithNSP", "Objective", "get_objective"]
+__all__ = ["OBJECTIVES", "CausalLM", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "Objective",
+           "ReplacedTokenDetection", "WholeWordMaskedLM", "get_objective"]

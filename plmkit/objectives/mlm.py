@@ -24,11 +24,16 @@ def mask_tokens(input_ids: torch.Tensor, maskable: torch.Tensor, mask_id: int, v
     k = (maskable.sum(1) * prob).round().clamp(min=1)  # (B,)
     rank = scores.argsort(1).argsort(1)  # rank of each position's score within its row
     chosen = (rank < k[:, None]) & maskable  # (B, T)
+    return corrupt(input_ids, chosen, mask_id, vocab_size, generator), chosen
+
+
+def corrupt(input_ids: torch.Tensor, chosen: torch.Tensor, mask_id: int, vocab_size: int,
+            generator: torch.Generator) -> torch.Tensor:
+    """BERT's 80/10/10 at the chosen (B, T) positions, decided per token: [MASK], a random token, or kept."""
     action = torch.rand(input_ids.shape, generator=generator)
     random_tokens = torch.randint(vocab_size, input_ids.shape, generator=generator)
     corrupted = torch.where(chosen & (action < 0.8), mask_id, input_ids)
-    corrupted = torch.where(chosen & (action >= 0.8) & (action < 0.9), random_tokens, corrupted)
-    return corrupted, chosen
+    return torch.where(chosen & (action >= 0.8) & (action < 0.9), random_tokens, corrupted)
 
 
 class MaskedLM(Objective):
@@ -55,10 +60,16 @@ class MaskedLM(Objective):
     def _mask(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         ids = batch["input_ids"]
         maskable = batch["attention_mask"].bool() & ~torch.isin(ids, self.specials)
-        batch["input_ids"], batch["masked"] = mask_tokens(ids, maskable, self.tokenizer.mask_id, self.vocab_size,
-                                                          generator, self.mask_prob)
+        batch["input_ids"], batch["masked"] = self.choose_and_corrupt(batch, maskable, generator)
         batch["labels"] = ids[batch["masked"]]  # (M,)
         return batch
+
+    def choose_and_corrupt(self, batch: dict[str, torch.Tensor], maskable: torch.Tensor,
+                           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which tokens to predict and their corrupted input; objectives masking whole words, n-grams or
+        entities override this. Returns (corrupted input_ids, chosen positions as bool (B, T))."""
+        return mask_tokens(batch["input_ids"], maskable, self.tokenizer.mask_id, self.vocab_size, generator,
+                           self.mask_prob)
 
     def collate(self, examples, generator):
         return self._mask(self._add_specials(examples), generator)
@@ -79,6 +90,7 @@ class MaskedLMWithNSP(MaskedLM):
     from the pooled [CLS] is added to the MLM loss."""
 
     name = "mlm+nsp"
+    pair_task = "nsp"  # names the sentence-pair loss and accuracy in the log
 
     def dataset(self, corpus):
         return SegmentPairs(corpus, self.seq_len - 3, self.seed)
@@ -104,4 +116,5 @@ class MaskedLMWithNSP(MaskedLM):
         nsp_loss = F.cross_entropy(nsp_logits, batch["next_sentence_label"])
         nsp_acc = (nsp_logits.argmax(-1) == batch["next_sentence_label"]).float().mean()
         return {"loss": mlm_loss + nsp_loss, "tokens": int(batch["attention_mask"].sum()),
-                "mlm_loss": mlm_loss.detach(), "nsp_loss": nsp_loss.detach(), "nsp_acc": nsp_acc}
+                "mlm_loss": mlm_loss.detach(), f"{self.pair_task}_loss": nsp_loss.detach(),
+                f"{self.pair_task}_acc": nsp_acc}
