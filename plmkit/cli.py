@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from . import cli_bench
+from . import cli_bench, cli_finetune, cli_lineage
 from .errors import PlmkitError
 
 EXIT_USAGE = 2
@@ -31,6 +31,8 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--vocab-size", type=int, help="vocabulary of the tokenizer trained on the corpus (default 8000)")
     p.add_argument("--seq-len", type=int, help="tokens per training sequence (default 128)")
     p.add_argument("--workers", type=int, help="processes for tokenizing the corpus (default: up to 2)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="model_set",
+                   help="set a model config field, e.g. --set order=4 (repeatable; JSON values; like [model] in TOML)")
     for flag, typ, what in [("--steps", int, "optimizer steps (default 1000)"),
                             ("--batch-size", int, "sequences per step per process (default 32)"),
                             ("--grad-accum", int, "micro-batches per optimizer step (default 1)"),
@@ -53,11 +55,25 @@ def _cmd_pretrain(a) -> int:
                                         "precision", "save_every", "log_every", "seed", "device")
              if getattr(a, k) is not None}
     data = {k: getattr(a, k) for k in ("vocab_size", "seq_len", "tokenizer", "workers") if getattr(a, k) is not None}
-    summary = pretrain(a.model, a.corpus, a.out, size=a.size, train_overrides=train, data_overrides=data,
-                       config_file=a.config, resume=a.resume)
+    summary = pretrain(a.model, a.corpus, a.out, size=a.size, model_overrides=_key_values(a.model_set),
+                       train_overrides=train, data_overrides=data, config_file=a.config, resume=a.resume)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary rather than one per process
         print(json.dumps(summary, indent=2))
     return 0
+
+
+def _key_values(pairs: list[str]) -> dict:
+    """["order=4", "direct=false", "cell=lstm"] → {"order": 4, "direct": False, "cell": "lstm"}."""
+    out = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise PlmkitError(f"--set wants KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value  # a bare string
+    return out
 
 
 def _add_tokenizer(sub) -> None:
@@ -163,22 +179,6 @@ def _cmd_generate(a) -> int:
     return 0
 
 
-def _add_quickstart(sub) -> None:
-    p = sub.add_parser("quickstart", help="the main job on data shipped with plmkit, offline, on a laptop CPU",
-                       description="Train tokenizers and pre-train a tiny BERT and a tiny GPT on a corpus that ships with plmkit, "
-                                   "then show what it learned.")
-    p.add_argument("--out", default="plmkit-quickstart", metavar="DIR")
-    p.add_argument("--steps", type=int, default=400, help="pre-training steps per model (default 400)")
-    p.set_defaults(func=_cmd_quickstart)
-
-
-def _cmd_quickstart(a) -> int:
-    from .quickstart import quickstart
-
-    quickstart(a.out, a.steps)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plmkit {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_quickstart, _add_tokenizer, _add_pretrain, _add_family, _add_inference, cli_bench.add_commands):
+    for add in (_add_tokenizer, _add_pretrain, _add_family, _add_inference, cli_bench.add_commands,
+                cli_finetune.add_commands, cli_lineage.add_commands):
         add(sub)
     return parser
 

@@ -7,6 +7,7 @@ Settings come, lowest precedence first, from the size preset, a TOML file (`[mod
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ class DataOptions:
     vocab_size: int = 8000  # for a tokenizer trained on the corpus
     tokenizer: str | None = None  # an existing tokenizer (directory or tokenizer.json) instead of training one
     workers: int | None = None  # processes for corpus → shards
+    lexicon: str | None = None  # phrases / entities, one per line, for objectives that mask them (ERNIE)
 
     @classmethod
     def from_dict(cls, d: dict, source=None) -> "DataOptions":
@@ -91,8 +93,12 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     if rank == 0 and not (tok_dir / "tokenizer.json").exists():
         tokenizer.save(tok_dir)
 
-    config = member.config_cls.preset(size, source=config_file, **{"vocab_size": tokenizer.vocab_size,
-                                               "max_positions": max(data.seq_len, 512), **model_over})
+    fit_to = {"vocab_size": tokenizer.vocab_size}
+    if "max_positions" in member.config_cls.field_names():  # members without positions read any length
+        fit_to["max_positions"] = max(data.seq_len, 512)
+    if getattr(member.config_cls, "pad_token_id", None) is not None and tokenizer.pad_id is not None:
+        fit_to["pad_token_id"] = tokenizer.pad_id  # a member with a pad id takes the tokenizer's (0 or 1)
+    config = member.config_cls.preset(size, source=config_file, **{**fit_to, **model_over})
     if config.vocab_size < tokenizer.vocab_size:
         raise PlmkitError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's embedding has only "
                           f"{config.vocab_size} rows (vocab_size)", path=data.tokenizer or config_file)
@@ -104,8 +110,14 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
         build_shards(corpus, tokenizer, shard_dir, num_workers=data.workers)
     _barrier()
     tokens = TokenCorpus(shard_dir)
+    if hasattr(member.model_cls, "fit"):  # a member estimated in one pass (counts), not trained by steps
+        return _fit(member, config, corpus, tokens, tokenizer, out, size, data, rank)
 
-    objective = get_objective(member.objective)(tokenizer, data.seq_len, seed=train_cfg.seed)
+    objective_cls = get_objective(member.objective)
+    options = {"lexicon": data.lexicon} if data.lexicon else {}
+    if options and "lexicon" not in inspect.signature(objective_cls).parameters:
+        raise PlmkitError(f"the {member.objective} objective of {member.name} takes no lexicon", path=config_file)
+    objective = objective_cls(tokenizer, data.seq_len, seed=train_cfg.seed, **options)
     dataset = objective.dataset(tokens)
     if len(dataset) == 0:
         raise PlmkitError(f"the corpus gives no training sequence of {data.seq_len} tokens", path=corpus[0])
@@ -130,6 +142,21 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     trainer = Trainer(net, dataset, sampler, objective.collate, objective.step, train_cfg, out,
                       save_fn=lambda m, d: save_model(m, d, tokenizer, info), run_info=run)
     return trainer.train(resume=resume)
+
+
+def _fit(member, config, corpus, tokens, tokenizer, out: Path, size: str, data: DataOptions, rank: int) -> dict:
+    """Run `member.model_cls.fit(config, corpus, tokens, tokenizer) -> (model, tokenizer)` and save the model."""
+    import time
+
+    start = time.perf_counter()
+    net, tokenizer = member.model_cls.fit(config, corpus, tokens, tokenizer)
+    summary = {"model": member.name, "size": size, "config": net.config.to_dict(), "data": dataclasses.asdict(data),
+               "corpus": [str(Path(c).resolve()) for c in corpus], "parameters": net.num_parameters(),
+               "tokens": tokens.n_tokens, "seconds": time.perf_counter() - start}
+    if rank == 0:
+        save_model(net, out, tokenizer, {"pretraining": {"corpus": summary["corpus"], "objective": member.objective}})
+        (out / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 def _check_same_run(path: Path, run: dict, resume: bool) -> None:

@@ -80,13 +80,30 @@ class Transformer(nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.config = c = config
-        self.embeddings = Embeddings(c.vocab_size, c.hidden_size, c.max_positions, c.position, c.type_vocab_size,
-                                     c.embedding_norm, c.layer_norm_eps, c.dropout, c.pad_token_id)
-        self.layers = nn.ModuleList(
-            Block(c.hidden_size, c.num_heads, c.intermediate_size, c.activation, c.dropout, c.attention_dropout,
-                  c.causal, c.norm_first, c.layer_norm_eps)
-            for _ in range(c.num_layers))
+        self.embeddings = self.build_embeddings()
+        self.layers = self.build_layers()
         self.final_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps) if c.norm_first else None
+
+    # Hooks a member overrides to change the body's parts (ALBERT: factorized embedding, one shared block).
+    def build_embeddings(self, size: int | None = None, position_offset: int = 0) -> Embeddings:
+        """The input embeddings, `size` wide (default H)."""
+        c = self.config
+        return Embeddings(c.vocab_size, size or c.hidden_size, c.max_positions, c.position, c.type_vocab_size,
+                          c.embedding_norm, c.layer_norm_eps, c.dropout, c.pad_token_id, position_offset)
+
+    def build_layers(self) -> nn.ModuleList:
+        c = self.config
+        return nn.ModuleList(Block(c.hidden_size, c.num_heads, c.intermediate_size, c.activation, c.dropout,
+                                   c.attention_dropout, c.causal, c.norm_first, c.layer_norm_eps)
+                             for _ in range(c.num_layers))
+
+    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) → (B, T, H): what the first block reads."""
+        return self.embeddings(input_ids, token_type_ids)
+
+    def stack(self) -> list[nn.Module]:
+        """The blocks in the order they run (a block may appear more than once)."""
+        return list(self.layers)
 
     def init_weights(self) -> None:
         """Normal(0, initializer_range) for weights, zero biases, unit LayerNorm (BERT's and GPT's init)."""
@@ -111,9 +128,9 @@ class Transformer(nn.Module):
         if T > self.config.max_positions:
             raise ValueError(f"sequence of {T} tokens is longer than max_positions={self.config.max_positions}")
         key_mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
-        x = self.embeddings(input_ids, token_type_ids)
+        x = self.embed(input_ids, token_type_ids)
         hidden, attentions = [x], []
-        for layer in self.layers:
+        for layer in self.stack():
             x, w = layer(x, key_mask, attn_impl, output_attentions)
             hidden.append(x)
             attentions.append(w)
@@ -126,3 +143,20 @@ class Transformer(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """Give the token embedding `vocab_size` rows, e.g. for tokens added at fine-tuning (GPT's [start],
+        [delim], [extract]): existing rows are kept, new rows drawn like the initial weights, and
+        config.vocab_size follows so the model saves and loads at its new size. A tied output layer
+        follows the embedding; members with other per-token parameters extend this method."""
+        old = self.embeddings.tokens
+        if vocab_size == old.num_embeddings:
+            return
+        new = nn.Embedding(vocab_size, old.embedding_dim, padding_idx=old.padding_idx,
+                           device=old.weight.device, dtype=old.weight.dtype)
+        nn.init.normal_(new.weight, std=self.config.initializer_range)
+        n = min(vocab_size, old.num_embeddings)
+        with torch.no_grad():
+            new.weight[:n] = old.weight[:n]
+        self.embeddings.tokens = new
+        self.config = self.config.replace(vocab_size=vocab_size)

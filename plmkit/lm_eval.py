@@ -1,0 +1,111 @@
+"""Language-model evaluation shared by every LM member (n-gram, FFNN, RNN, LSTM, GPT, …): the total
+negative log-likelihood of a text, reported per whitespace word (perplexity) and per UTF-8 byte (bits),
+so members with different tokenizers compare on the same text.
+
+The text is scored as the models were trained on it: each document (a run of non-blank lines) is its
+lines' tokens followed by the document separator, the stream opening with a separator, which is given
+and not scored. Models with a bounded context read sliding windows of `window` tokens moved by
+`stride`, each scoring only its last `stride` tokens (the first scores all), so every token is predicted
+once, with at least `window − stride` tokens of context after the first window. The file is streamed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data.shards import iter_lines
+from .errors import PlmkitError
+
+
+def next_token_logprobs(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) → (B, T − 1): log P(ids[:, t] | ids[:, :t]) for t ≥ 1. Members that do not produce logits
+    (the n-gram) provide `next_token_logprobs` themselves."""
+    if hasattr(model, "next_token_logprobs"):
+        return model.next_token_logprobs(ids)
+    logits = model(ids[:, :-1]).logits.float()  # (B, T − 1, V)
+    return logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
+
+
+def _documents(path: str | os.PathLike, tokenizer, stats: dict) -> Iterator[list[int]]:
+    """Token ids of each document + the separator; counts words into `stats`."""
+    lines: list[str] = []
+    for line in iter_lines(path):
+        if line.strip():
+            lines.append(line)
+            stats["words"] += len(line.split())
+            continue
+        if lines:
+            yield [t for ids in tokenizer.encode_batch(lines) for t in ids] + [tokenizer.doc_sep_id]
+            lines = []
+    if lines:
+        yield [t for ids in tokenizer.encode_batch(lines) for t in ids] + [tokenizer.doc_sep_id]
+
+
+def _windows(docs: Iterator[list[int]], first: int, window: int, stride: int) -> Iterator[tuple[np.ndarray, int]]:
+    """(window ids, index of its first scored token) over the stream `first` + docs."""
+    buf, start = np.array([first], dtype=np.int64), 1
+    for doc in docs:
+        buf = np.concatenate([buf, doc])
+        while len(buf) >= window:
+            yield buf[:window], start
+            buf, start = buf[stride:], window - stride
+    if len(buf) > start:
+        yield buf, start
+
+
+def evaluate_lm(model: torch.nn.Module, tokenizer, path: str | os.PathLike, window: int = 512,
+                stride: int | None = None, batch_size: int = 8, show_progress: bool = True) -> dict:
+    """Perplexity per word, bits per byte and per-token NLL of `model` on the text file `path`.
+
+    Args:
+        model, tokenizer: a causal LM and its tokenizer (`plmkit.load`, `plmkit.load_tokenizer`).
+        path: UTF-8 text, one paragraph per line, a blank line between documents.
+        window: tokens per forward pass, at most the model's max_positions.
+        stride: tokens scored per window after the first; default window // 2.
+    """
+    if not os.path.isfile(path):
+        raise PlmkitError("text file not found", path=path)
+    if not getattr(model.config, "causal", False):
+        raise PlmkitError(f"evaluate-lm needs a left-to-right LM; {model.family_name} is not one")
+    window = min(window, model.config.max_positions)
+    stride = stride or window // 2
+    if not 0 < stride < window:
+        raise PlmkitError(f"need 0 < stride < window, got stride {stride} and window {window}")
+    model.eval()
+    stats = {"words": 0}
+    nll, n_tokens, batch = 0.0, 0, []
+
+    def run(group: list[tuple[np.ndarray, int]]) -> None:
+        nonlocal nll, n_tokens
+        with torch.inference_mode():
+            lp = next_token_logprobs(model, torch.from_numpy(np.stack([w for w, _ in group])))  # (B, T − 1)
+        for row, (_, s) in zip(lp, group):
+            nll -= float(row[s - 1:].double().sum())
+            n_tokens += len(row) - (s - 1)
+
+    bar = tqdm(desc="evaluate-lm", unit="tok", disable=not show_progress)
+    for w, s in _windows(_documents(path, tokenizer, stats), tokenizer.doc_sep_id, window, stride):
+        if batch and len(w) != len(batch[0][0]):  # only the last window is shorter
+            run(batch)
+            batch = []
+        batch.append((w, s))
+        if len(batch) == batch_size:
+            run(batch)
+            bar.update(sum(len(w) - s for w, s in batch))
+            batch = []
+    if batch:
+        run(batch)
+    bar.close()
+    if n_tokens == 0 or stats["words"] == 0:
+        raise PlmkitError("the file holds no text to evaluate", path=path)
+    n_bytes = os.path.getsize(path)
+    return {"perplexity": math.exp(nll / stats["words"]), "bits_per_byte": nll / math.log(2) / n_bytes,
+            "token_perplexity": math.exp(nll / n_tokens), "nll": nll, "tokens": n_tokens,
+            "words": stats["words"], "bytes": n_bytes, "window": window, "stride": stride,
+            "model": model.family_name, "parameters": model.num_parameters()}
