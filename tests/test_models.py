@@ -176,3 +176,16 @@ def test_load_errors_name_the_problem(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "bert", "vocab_size": 10,')
     with pytest.raises(PlmkitError, match="config.json"):
         plmkit.load(tmp_path)
+
+
+def test_resized_bert_keeps_old_logits_and_saves_at_the_new_size(tmp_path):
+    torch.manual_seed(0)
+    m = Bert(BertConfig(**TINY)).eval()
+    x = _ids()
+    with torch.no_grad():
+        before = m(x).logits
+        m.resize_token_embeddings(102)
+        after = m(x).logits
+    assert after.shape[-1] == 102 and torch.allclose(after[..., :99], before, atol=1e-6)
+    save_model(m, tmp_path)
+    assert plmkit.load(tmp_path).config.vocab_size == 102

@@ -95,6 +95,16 @@ class Bert(Gpt):
         self.mlm_bias = nn.Parameter(torch.zeros(c.vocab_size))
         self.nsp = nn.Linear(c.hidden_size, 2)  # IsNext / NotNext from the pooled [CLS]
 
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """The MLM output bias grows (or shrinks) with the embedding; new tokens start at zero bias."""
+        super().resize_token_embeddings(vocab_size)
+        if self.mlm_bias is not None and self.mlm_bias.numel() != vocab_size:
+            old = self.mlm_bias.detach()
+            bias = old.new_zeros(vocab_size)
+            n = min(vocab_size, old.numel())
+            bias[:n] = old[:n]
+            self.mlm_bias = nn.Parameter(bias)
+
     def lm_logits(self, h: torch.Tensor) -> torch.Tensor:
         """(…, H) → (…, V): dense + GELU + LayerNorm, then the tied embedding and an output bias."""
         h = self.mlm_norm(ACTIVATIONS[self.config.activation](self.mlm_transform(h)))
