@@ -17,10 +17,21 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory):
-    """The first 1,500 verses of the shipped King James Bible, split into documents of 100 verses."""
-    path = tmp_path_factory.mktemp("corpus") / "kjv-head.txt"
-    with resources.files("plmkit").joinpath("resources/kjv.txt.gz").open("rb") as f:
-        lines = [ln for ln in gzip.open(f, "rt", encoding="utf-8").read().splitlines() if ln.strip()][:1500]
-    path.write_text("".join(ln + ("\n\n" if (i + 1) % 100 == 0 else "\n") for i, ln in enumerate(lines)))
-    return path
+def kjv_head(tmp_path_factory):
+    """A function n → a file with the first n verses of the shipped King James Bible, in documents of
+    100 verses."""
+
+    def make(n: int) -> Path:
+        path = tmp_path_factory.mktemp("corpus") / f"kjv-head-{n}.txt"
+        with resources.files("plmkit").joinpath("resources/kjv.txt.gz").open("rb") as f:
+            lines = [ln for ln in gzip.open(f, "rt", encoding="utf-8").read().splitlines() if ln.strip()][:n]
+        path.write_text("".join(ln + ("\n\n" if (i + 1) % 100 == 0 else "\n") for i, ln in enumerate(lines)))
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def corpus(kjv_head) -> Path:
+    """The first 1,500 verses of the shipped King James Bible."""
+    return kjv_head(1500)

@@ -1,9 +1,7 @@
 """The lineage before the Transformer: Kneser–Ney n-gram, FFNN, RNN and LSTM LMs, evaluate-lm, word2vec."""
 
-import gzip
 import json
 import math
-from importlib import resources
 
 import numpy as np
 import pytest
@@ -20,13 +18,9 @@ SMALL = {"embedding_size": 32, "hidden_size": 32}  # ELMo needs the two equal
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """The first 800 verses of the shipped King James Bible, in documents of 100 verses."""
-    path = tmp_path_factory.mktemp("corpus") / "kjv-head.txt"
-    with resources.files("plmkit").joinpath("resources/kjv.txt.gz").open("rb") as f:
-        lines = [ln for ln in gzip.open(f, "rt", encoding="utf-8").read().splitlines() if ln.strip()][:800]
-    path.write_text("".join(ln + ("\n\n" if (i + 1) % 100 == 0 else "\n") for i, ln in enumerate(lines)))
-    return path
+def corpus(kjv_head):
+    """The first 800 verses of the shipped King James Bible."""
+    return kjv_head(800)
 
 
 # --- n-gram --------------------------------------------------------------------------------------------

@@ -1,9 +1,7 @@
 """Task readers, their one-line errors, label sets, and the sub-word alignment of word tags for every
 tokenizer kind."""
 
-import gzip
 import json
-from importlib import resources
 
 import pytest
 
@@ -79,11 +77,8 @@ def test_missing_file_and_unknown_label(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("kjv") / "kjv.txt"
-    with resources.files("plmkit").joinpath("resources/kjv.txt.gz").open("rb") as f:
-        path.write_text("\n".join(gzip.open(f, "rt", encoding="utf-8").read().splitlines()[:2000]))
-    return path
+def corpus(kjv_head):
+    return kjv_head(2000)
 
 
 @pytest.mark.parametrize("kind", ["wordpiece", "bpe", "bytebpe", "unigram", "char"])
