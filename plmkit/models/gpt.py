@@ -15,6 +15,7 @@ import torch
 from ..errors import PlmkitError
 from ..family import register
 from ..interop.layout import HFLayout
+from ..layers.lm_loss import lm_cross_entropy
 from .transformer import ModelOutput, Transformer, TransformerConfig
 
 
@@ -81,12 +82,17 @@ class Gpt(Transformer):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, *, logits_at: torch.Tensor | None = None,
-                output_hidden_states: bool = False, output_attentions: bool = False,
-                attn_impl: str = "sdpa") -> ModelOutput:
+                labels: torch.Tensor | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False, attn_impl: str = "sdpa") -> ModelOutput:
         """logits_at: optional (B, T) bool; when given, logits are (M, V) at its M True positions only,
-        which saves the vocabulary projection everywhere else."""
+        which saves the vocabulary projection everywhere else. labels: optional (B, T) next-token ids
+        (-100 = not counted); when given, `loss` is their mean cross-entropy, computed chunk by chunk
+        without the full logits (plmkit.layers.lm_loss), and `logits` is None."""
         out = self.encode(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
                           attn_impl)
         h = out.last_hidden_state
+        if labels is not None:
+            out.loss = lm_cross_entropy(h, self.embeddings.tokens.weight, labels)
+            return out
         out.logits = self.lm_logits(h if logits_at is None else h[logits_at])
         return out

@@ -70,6 +70,7 @@ class ModelOutput:
     seq_relationship_logits: torch.Tensor | None = None  # (B, 2)
     hidden_states: tuple[torch.Tensor, ...] | None = None  # L + 1 × (B, T, H): embeddings, then each layer
     attentions: tuple[torch.Tensor, ...] | None = None  # L × (B, N, T, T)
+    loss: torch.Tensor | None = None  # when the forward was given labels and computes its own loss
 
 
 class Transformer(nn.Module):

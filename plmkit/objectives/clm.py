@@ -23,7 +23,10 @@ class CausalLM(Objective):
         return {"input_ids": w[:, :-1], "labels": w[:, 1:]}
 
     def step(self, model, batch):
-        out = model(batch["input_ids"])
-        logits = out.logits  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].reshape(-1))
+        # A member whose forward takes labels computes the loss itself, without the (B, T, V) logits.
+        out = model(batch["input_ids"], labels=batch["labels"])
+        loss = out.loss
+        if loss is None:
+            logits = out.logits  # (B, T, V)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].reshape(-1))
         return {"loss": loss, "tokens": batch["input_ids"].numel()}

@@ -99,8 +99,10 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(model, device_ids=ids)
         groups = param_groups if param_groups is not None else default_param_groups(model, config.weight_decay)
+        # The fused kernel updates each tensor in one pass (CPU and CUDA): the same AdamW, less memory traffic.
         self.optimizer = torch.optim.AdamW(
-            groups, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay
+            groups, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay,
+            fused=self.device.type in ("cpu", "cuda"),
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
