@@ -53,9 +53,18 @@ def add_commands(sub) -> None:
     p.add_argument("--from-scratch", action="store_true", help="re-initialise the model's weights first: the same "
                    "architecture and tokenizer without pre-training, as a baseline")
     p.add_argument("--crf", action="store_true", help="tag: a CRF over the tag sequence instead of per-token softmax")
+    p.add_argument("--init-embeddings", metavar="W2V_DIR", help="initialise the model's input token embedding from "
+                   "word2vec vectors (a `plmkit pretrain --model word2vec` directory, its embedding_size equal to "
+                   "the model's); tokens that are word2vec words once lower-cased are copied, the rest keep their "
+                   "initialisation; eval.json records how many rows were copied")
+    p.add_argument("--freeze-embeddings", action="store_true",
+                   help="with --init-embeddings: keep the input token embedding fixed while the rest trains")
     p.add_argument("--patience", type=int, default=2,
                    help="evaluations without dev improvement before stopping (default 2)")
     p.add_argument("--eval-every", type=int, help="evaluate on --dev every N steps (default: each epoch)")
+    p.add_argument("--labels", metavar="A,B,…|@F", help="the label set in this order, comma-separated or one per "
+                   "line of file F (default: the sorted labels of --train); lets dev/test hold labels that --train "
+                   "lacks")
     p.add_argument("--doc-stride", type=int, default=64,
                    help="qa: tokens from one window of a long context to the next (default 64)")
     p.set_defaults(func=_cmd_finetune)
@@ -103,9 +112,27 @@ def _cmd_finetune(a) -> int:
     result = finetune(a.model, a.task, a.train, a.dev, a.out, test=a.test, epochs=a.epochs, lr=a.lr,
                       batch_size=a.batch_size, max_length=a.max_length, seed=a.seed, features=a.features,
                       ulmfit=a.ulmfit, crf=a.crf, patience=a.patience, eval_every=a.eval_every,
-                      doc_stride=a.doc_stride, scratch=a.from_scratch)
+                      doc_stride=a.doc_stride, scratch=a.from_scratch, init_embeddings=a.init_embeddings,
+                      freeze_embeddings=a.freeze_embeddings,
+                      labels=_labels(a.labels))
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2))
     return 0
+
+
+def _labels(spec: str | None) -> list[str] | None:
+    """--labels a,b,c or --labels @file (one label per line, for labels that hold a comma)."""
+    if not spec:
+        return None
+    if spec.startswith("@"):
+        from pathlib import Path
+
+        from .errors import PlmkitError
+
+        path = Path(spec[1:])
+        if not path.is_file():
+            raise PlmkitError("labels file not found", path=path)
+        return [x.strip() for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return [x.strip() for x in spec.split(",") if x.strip()]
 
 
 def _cmd_evaluate(a) -> int:

@@ -9,10 +9,15 @@ Ways to use the pre-trained model:
     ulmfit=True (Howard & Ruder 2018, §3.2): discriminative learning rates (each layer down gets the rate
         of the one above / 2.6), the slanted triangular schedule, and gradual unfreezing (the top layer
         group trains alone in the first epoch, one more group joins each epoch).
+    init_embeddings: the input token embedding starts from word2vec vectors (optionally frozen), e.g. in an
+        otherwise untrained body (with scratch=True).
+
+Bodies: the Transformer members and the lineage before them (FFNN, RNN, LSTM, ELMo, and a word2vec
+directory, whose one layer is the static word vector); see plmkit.heads.model for what a body offers.
 
 Run directory (`out`): the fine-tuned model (body + head.safetensors + head.json, the best dev
-checkpoint), eval.json ({"dev": {...}, "test": {...}, "curve": [...]}), metrics.png, and the
-Trainer's train_log.jsonl, loss.png, tb/.
+checkpoint), eval.json ({"dev": {...}, "test": {...}, "curve": [...]}, plus "init_embeddings" with the
+number of rows copied when used), metrics.png, and the Trainer's train_log.jsonl, loss.png, tb/.
 """
 
 from __future__ import annotations
@@ -40,12 +45,18 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
              test: str | None = None, epochs: int = 3, lr: float | None = None, batch_size: int = 16,
              max_length: int = 128, seed: int = 0, features: str = "finetune", ulmfit: bool = False,
              crf: bool = False, patience: int = 2, eval_every: int | None = None, doc_stride: int = 64,
-             weight_decay: float = 0.01, dropout: float = 0.1, scratch: bool = False, progress: bool = True) -> dict:
+             weight_decay: float = 0.01, dropout: float = 0.1, scratch: bool = False, progress: bool = True,
+             labels: list[str] | None = None, init_embeddings: str | os.PathLike | None = None,
+             freeze_embeddings: bool = False) -> dict:
     """Fine-tune the model in directory `model` on `task`; returns eval.json's content plus "seconds".
 
     lr defaults to 5e-5 for full fine-tuning (BERT's range, §A.3) and 1e-3 when only a head is trained
     (scalar-mix). `eval_every` is in optimizer steps (default: once per epoch); training stops after
     `patience` evaluations without a better dev score, and the best one is what is saved.
+    `labels` declares the label set (classify, pair, tag) instead of discovering it from `train`.
+    `init_embeddings` (a `plmkit pretrain --model word2vec` directory) initialises the body's input token
+    embedding from word2vec vectors (after --from-scratch, so the two combine: pre-trained word vectors in an
+    otherwise untrained body); `freeze_embeddings` keeps that embedding fixed while the rest trains.
     `scratch` re-initialises the body's weights first: the same architecture and tokenizer without
     pre-training, the baseline that shows what pre-training buys.
     """
@@ -65,7 +76,7 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     train_ex = read_task(train, task)
     dev_ex = read_task(dev, task)
     test_ex = read_task(test, task) if test else None
-    labels = LabelSet.discover(train_ex, task).labels
+    labels = LabelSet.discover(train_ex, task, declared=labels, path=train).labels
     body, tokenizer = load(model), load_tokenizer(model)
     torch.manual_seed(seed)  # the head's (and with `scratch` the body's) initial weights
     if scratch:
@@ -74,6 +85,7 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
         body.init_weights()
     net = build(body, tokenizer, HeadConfig(task=task, labels=tuple(labels), features=features, crf=crf,
                                             max_length=max_length, doc_stride=doc_stride, dropout=dropout))
+    embeddings_info = _init_embeddings(body, tokenizer, init_embeddings, freeze_embeddings)
     train_f = encode(train_ex, net, tokenizer, path=train)
     dev_f = encode(dev_ex, net, tokenizer, path=dev)
     test_f = encode(test_ex, net, tokenizer, path=test) if test_ex else None
@@ -114,6 +126,8 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     run_info = {"task": task, "model": str(model), "train": str(train), "dev": str(dev), "test": test,
                 "labels": labels, "features": features, "ulmfit": ulmfit, "crf": crf, "epochs": epochs,
                 "from_scratch": scratch, "train_examples": len(train_ex), "train_features": len(train_f)}
+    if embeddings_info:
+        run_info["init_embeddings"] = embeddings_info
     trainer = Trainer(net, train_f, StepSampler(len(train_f), batch_size, seed),
                       lambda examples, gen: collate(examples, pad), _step, cfg, out,
                       save_fn=lambda m, d: save_finetuned(m, d, run_info), param_groups=param_groups,
@@ -126,6 +140,8 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     save_finetuned(net, out, {**run_info, "best_step": state["best_step"]})
 
     result = {"task": task, "metric": main_metric, "best_step": state["best_step"]}
+    if embeddings_info:
+        result["init_embeddings"] = embeddings_info
     # The dev metrics of the kept model were measured when it was the best: no need to run them again.
     best = next(c for c in state["curve"] if c["step"] == state["best_step"])
     result["dev"] = {k: v for k, v in best.items() if k not in ("step", "epoch")}
@@ -138,14 +154,36 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     return result
 
 
+def _init_embeddings(body, tokenizer, w2v_dir, freeze: bool) -> dict | None:
+    """Copy word2vec vectors from `w2v_dir` into the body's token embedding (after GPT's tokens were added, so
+    a frozen embedding stays frozen); returns what eval.json records."""
+    if w2v_dir is None:
+        if freeze:
+            raise PlmkitError("--freeze-embeddings needs --init-embeddings W2V_DIR")
+        return None
+    from . import load, load_tokenizer
+    from .models.word2vec import Word2vec, init_input_embeddings
+
+    w2v = load(w2v_dir)
+    if not isinstance(w2v, Word2vec):
+        raise PlmkitError(f"--init-embeddings needs a word2vec model directory, this holds {w2v.family_name}",
+                          path=w2v_dir)
+    rows = init_input_embeddings(body, tokenizer, w2v, load_tokenizer(w2v_dir), freeze=freeze)
+    log.info("initialised %d of %d embedding rows from the word2vec vectors in %s%s", rows,
+             tokenizer.vocab_size, w2v_dir, " (frozen)" if freeze else "")
+    return {"from": str(w2v_dir), "rows": rows, "vocab_size": tokenizer.vocab_size, "frozen": freeze}
+
+
 class GradualUnfreezing:
     """ULMFiT's gradual unfreezing (Howard & Ruder 2018, §3.2): of parameter groups ordered bottom to top,
     only the top one trains at first; each `next()` unfreezes the next one down (finetune calls it after
-    each evaluation: once per epoch unless --eval-every says otherwise)."""
+    each evaluation: once per epoch unless --eval-every says otherwise). Parameters frozen before it
+    starts (e.g. --freeze-embeddings) stay frozen."""
 
     def __init__(self, groups: list[list[torch.nn.Parameter]]):
-        self.groups, self.frozen = groups, len(groups) - 1
-        for g in groups[:-1]:
+        self.groups = [[p for p in g if p.requires_grad] for g in groups]
+        self.frozen = len(groups) - 1
+        for g in self.groups[:-1]:
             for p in g:
                 p.requires_grad_(False)
 

@@ -183,13 +183,29 @@ class LabelSet:
         self.index = {label: i for i, label in enumerate(self.labels)}
 
     @classmethod
-    def discover(cls, examples: list[Example], task: str) -> "LabelSet":
+    def discover(cls, examples: list[Example], task: str, declared: list[str] | None = None,
+                 path=None) -> "LabelSet":
+        """The sorted labels of `examples`, or the `declared` ones (in their order) when given: a label the
+        training data lack may then still be predicted, and one the declaration lacks is an error."""
         if task == "tag":
             found = {t for e in examples for t in e.tags}
         elif task in ("classify", "pair"):
             found = {e.label for e in examples}
         else:  # regress, qa and choice have no label vocabulary
+            if declared:
+                raise PlmkitError(f"--labels is for classify, pair and tag; {task} has no label vocabulary")
             return cls([])
+        if declared:
+            declared_set = cls(declared)
+            if len(declared_set.index) != len(declared):
+                raise PlmkitError("--labels names a label twice")
+            for e in examples:
+                for label in (e.tags if task == "tag" else [e.label]):
+                    if label not in declared_set.index:
+                        raise PlmkitError(f"label {label!r} is not one of --labels", path=path, line=e.line)
+            found = set(declared)
+            if len(found) >= 2:
+                return declared_set
         if len(found) < 2:
             raise PlmkitError(f"the training data hold only {len(found)} distinct label(s); need at least two")
         return cls(sorted(found))

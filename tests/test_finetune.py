@@ -1,6 +1,7 @@
 """Heads on tiny BERT and GPT bodies: every task trains and its loss falls, GPT's input transformations,
 save → load_finetuned round trips, scalar mix and ULMFiT, the CLI end to end, and the quickstart in a
-tiny mode."""
+tiny mode. Then the lineage as bodies (LSTM, ELMo, word2vec): framing, pooling, scalar mix, ULMFiT groups,
+and --init-embeddings from word2vec vectors, frozen or tuned."""
 
 import gzip
 import json
@@ -16,6 +17,7 @@ from plmkit.heads import HeadConfig, build, collate, encode, load_finetuned, sav
 from plmkit.interop.hf import save_model
 from plmkit.models.bert import Bert, BertConfig
 from plmkit.models.gpt import Gpt, GptConfig
+from plmkit.models.word2vec import init_input_embeddings
 from plmkit.tasks import read_task
 from plmkit.tokenizers import load_tokenizer, train_tokenizer
 
@@ -230,6 +232,202 @@ def test_cli_errors_are_one_line(body_dir, data, tmp_path, capsys):
         assert len(err.splitlines()) == 1 and where in err
     assert main(["evaluate", "--model", str(body_dir), "--data", f]) == 2  # a body without a head
     assert "head.json" in capsys.readouterr().err
+
+
+# --- the lineage as bodies: LSTM, ELMo, word2vec --------------------------------------------------------
+
+LINEAGE = dict(embedding_size=32, hidden_size=32, num_layers=2)
+
+
+@pytest.fixture(scope="module")
+def lineage_tok(data):
+    return train_tokenizer("bpe", [data / "corpus.txt"], 400, show_progress=False)
+
+
+@pytest.fixture(scope="module", params=["lstm", "elmo"])
+def lineage_dir(request, data, lineage_tok, tmp_path_factory):
+    """A tiny random-weight LSTM LM or ELMo biLM (BPE) saved as a model directory."""
+    from plmkit import family
+
+    m = family.get(request.param)
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp(request.param) / "model"
+    save_model(m.model_cls(m.config_cls.preset("tiny", vocab_size=lineage_tok.vocab_size, **LINEAGE)), d, lineage_tok)
+    return d
+
+
+@pytest.fixture(scope="module")
+def w2v_dir(data, tmp_path_factory):
+    """word2vec vectors of 32 dimensions (= the tiny bodies' embedding width) trained on the task corpus."""
+    pytest.importorskip("gensim")
+    d = tmp_path_factory.mktemp("w2v") / "w2v"
+    assert main(["-q", "pretrain", "--model", "word2vec", "--corpus", str(data / "corpus.txt"), "--out", str(d),
+                 "--set", "embedding_size=32", "--set", "min_count=2", "--set", "epochs=2"]) == 0
+    return d
+
+
+@pytest.mark.parametrize("task", ["classify", "tag"])
+def test_lineage_heads_learn_and_frame_their_inputs(lineage_dir, data, task):
+    examples = read_task(data / FILES[task], task)
+    model, tok = _task_model(lineage_dir, task, examples)
+    features = encode(examples[:16], model, tok)
+    ids = features[0]["input_ids"]
+    if model.body.family_name == "elmo":  # bidirectional features: framed by the pre-training separator
+        assert not model.causal and model.config.gpt_tokens == ()
+        assert ids[0] == tok.doc_sep_id and (task == "tag" or ids[-1] == tok.doc_sep_id)
+        assert model.head.in_features == 2 * LINEAGE["hidden_size"]  # [→h; ←h]
+    else:  # a causal LM: GPT's input transformation, new rows in the embedding
+        start, extract = tok.token_to_id(heads.GPT_TOKENS[0]), tok.token_to_id(heads.GPT_TOKENS[2])
+        assert model.causal and ids[0] == start and (task == "tag" or ids[-1] == extract)
+        assert model.body.embeddings.num_embeddings == model.body.config.vocab_size == tok.vocab_size
+    batch = collate(features, tok.pad_id)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    losses = []
+    for _ in range(15):
+        loss = model(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_elmo_pooling_reads_each_direction_end_and_ignores_padding(data, lineage_tok, tmp_path):
+    from plmkit.models.elmo import Elmo, ElmoConfig
+
+    torch.manual_seed(0)
+    save_model(Elmo(ElmoConfig(vocab_size=lineage_tok.vocab_size, **LINEAGE)), tmp_path / "elmo", lineage_tok)
+    examples = read_task(data / "classify.jsonl", "classify")
+    model, tok = _task_model(tmp_path / "elmo", "classify", examples)
+    examples = examples[:4]
+    model.eval()
+    batch = collate(encode(examples, model, tok), tok.pad_id)
+    mask = batch["attention_mask"]
+    assert len(set(mask.sum(1).tolist())) > 1  # rows of different lengths: there is padding
+    together = model({k: v for k, v in batch.items() if k != "labels"})["logits"]
+    for b in range(4):
+        n = int(mask[b].sum())
+        alone = model({"input_ids": batch["input_ids"][b:b + 1, :n], "attention_mask": mask[b:b + 1, :n]})["logits"]
+        torch.testing.assert_close(alone[0], together[b], atol=1e-5, rtol=1e-5)
+    h = model.body.encode(batch["input_ids"], mask).last_hidden_state
+    n = int(mask[1].sum())
+    H = LINEAGE["hidden_size"]
+    pooled = model.pooled(h, mask)[1]
+    assert torch.equal(pooled[:H], h[1, n - 1, :H]) and torch.equal(pooled[H:], h[1, 0, H:])
+
+
+def test_finetune_lineage_bodies_classify_tag_and_scalar_mix(lineage_dir, data, tmp_path):
+    from plmkit.heads import evaluate
+
+    c, t = str(data / "classify.jsonl"), str(data / "tag.txt")
+    assert main(["-q", "finetune", "--model", str(lineage_dir), "--task", "classify", "--train", c, "--dev", c,
+                 "--test", c, "--out", str(tmp_path / "c"), "--epochs", "1", "--lr", "3e-3", "--from-scratch",
+                 "--batch-size", "32"]) == 0
+    ev = json.loads((tmp_path / "c" / "eval.json").read_text())
+    assert ev["test"]["n"] == 96 and 0 <= ev["test"]["accuracy"] <= 1
+    assert main(["-q", "finetune", "--model", str(lineage_dir), "--task", "tag", "--train", t, "--dev", t,
+                 "--out", str(tmp_path / "t"), "--epochs", "2", "--features", "scalar-mix", "--lr", "1e-2"]) == 0
+    ev = json.loads((tmp_path / "t" / "eval.json").read_text())
+    loaded = load_finetuned(tmp_path / "t")
+    assert loaded.mix.weights.numel() == LINEAGE["num_layers"] + 1  # the embeddings and each layer
+    assert not any(p.requires_grad for p in loaded.body.parameters())
+    metrics, _ = evaluate(loaded, loaded.tokenizer, read_task(t, "tag"))
+    assert metrics["f1"] == pytest.approx(ev["dev"]["f1"])  # the saved model is the one that was scored
+    assert ev["dev"]["accuracy"] > 0.75  # capitalised words are B-CAP: a frozen body's layers already tell
+
+
+def test_ulmfit_groups_on_an_lstm(data, lineage_tok, tmp_path):
+    from plmkit.models.lstm import Lstm, LstmConfig
+
+    torch.manual_seed(0)
+    save_model(Lstm(LstmConfig(vocab_size=lineage_tok.vocab_size, **LINEAGE)), tmp_path / "lstm", lineage_tok)
+    examples = read_task(data / "classify.jsonl", "classify")
+    model, _ = _task_model(tmp_path / "lstm", "classify", examples)
+    groups = model.layer_groups()  # embeddings, LSTM layer 0, LSTM layer 1, head and the rest
+    body = model.body
+    assert len(groups) == LINEAGE["num_layers"] + 2
+    assert groups[0] == [body.embeddings.weight]
+    assert {id(p) for p in groups[1]} == {id(p) for p in body.rnn.layers[0].parameters()}
+    assert {id(p) for p in groups[-1]} >= {id(p) for p in model.head.parameters()}
+    assert {id(p) for g in groups for p in g} == {id(p) for p in model.parameters()}
+    f = str(data / "classify.jsonl")
+    r = finetune(tmp_path / "lstm", "classify", f, f, tmp_path / "ulm", epochs=3, lr=3e-3, ulmfit=True,
+                 patience=3, progress=False)
+    assert len(r["curve"]) == 3
+    after = load_finetuned(tmp_path / "ulm").body
+    n = load(tmp_path / "lstm").config.vocab_size
+    # the embeddings, the lowest of the 4 groups, are still frozen after 3 epochs
+    assert torch.equal(load(tmp_path / "lstm").embeddings.weight, after.embeddings.weight[:n])
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_init_embeddings_from_word2vec(lineage_dir, w2v_dir, data, tmp_path, freeze):
+    w2v, wtok = load(w2v_dir), load_tokenizer(w2v_dir)
+    f = str(data / "classify.jsonl")
+    out = tmp_path / "ft"
+    assert main(["-q", "finetune", "--model", str(lineage_dir), "--task", "classify", "--train", f, "--dev", f,
+                 "--out", str(out), "--epochs", "2", "--lr", "1e-2", "--init-embeddings", str(w2v_dir),
+                 *(["--freeze-embeddings"] if freeze else [])]) == 0
+    ev = json.loads((out / "eval.json").read_text())
+    tok = load_tokenizer(lineage_dir)
+    info = ev["init_embeddings"]
+    assert info["frozen"] == freeze and 20 < info["rows"] < tok.vocab_size
+    initialised = load(lineage_dir)
+    assert init_input_embeddings(initialised, tok, w2v, wtok) == info["rows"]
+    start, after = initialised.embeddings.weight, load_finetuned(out).body.embeddings.weight[: tok.vocab_size]
+    [god] = tok.encode("God")  # one token, a word2vec word once lower-cased
+    cos = torch.nn.functional.cosine_similarity(start[god], w2v.vectors(["god"], wtok)[0], dim=0)
+    assert cos.item() == pytest.approx(1.0, abs=1e-5)
+    if freeze:  # the copied vectors and the untouched rows both survive training unchanged
+        assert torch.equal(after, start)
+    else:
+        assert not torch.equal(after[god], start[god])
+
+
+def test_init_embeddings_on_a_transformer_and_size_errors(body_dir, w2v_dir, data, tmp_path, capsys):
+    f = str(data / "classify.jsonl")
+    args = ["finetune", "--model", str(body_dir), "--task", "classify", "--train", f, "--dev", f, "--epochs", "1"]
+    assert main(["-q", *args, "--out", str(tmp_path / "ok"), "--init-embeddings", str(w2v_dir),
+                 "--freeze-embeddings"]) == 0
+    rows = json.loads((tmp_path / "ok" / "eval.json").read_text())["init_embeddings"]["rows"]
+    body, initialised = load_finetuned(tmp_path / "ok").body, load(body_dir)
+    assert init_input_embeddings(initialised, load_tokenizer(body_dir), load(w2v_dir), load_tokenizer(w2v_dir)) == rows
+    n = initialised.config.vocab_size
+    assert rows > 20 and torch.equal(body.embeddings.tokens.weight[:n], initialised.embeddings.tokens.weight)
+    capsys.readouterr()
+    small = tmp_path / "w2v16"
+    assert main(["-q", "pretrain", "--model", "word2vec", "--corpus", str(data / "corpus.txt"), "--out", str(small),
+                 "--set", "embedding_size=16", "--set", "min_count=2", "--set", "epochs=1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "bad"), "--init-embeddings", str(small)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "embedding_size=32" in err
+
+
+def test_word2vec_body_tags_with_frozen_or_tuned_vectors(w2v_dir, data, tmp_path):
+    t = str(data / "tag.txt")
+    r = finetune(w2v_dir, "tag", t, t, tmp_path / "mix", epochs=3, features="scalar-mix", lr=3e-2, progress=False)
+    loaded = load_finetuned(tmp_path / "mix")
+    assert loaded.mix.weights.numel() == 1  # its one layer: the static vectors
+    assert torch.equal(loaded.body.embeddings.weight, load(w2v_dir).embeddings.weight)
+    assert r["dev"]["accuracy"] > 0.8  # majority tag (O) alone is below that
+    log = [json.loads(line) for line in (tmp_path / "mix" / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["loss"] < log[0]["loss"]
+    finetune(w2v_dir, "classify", str(data / "classify.jsonl"), str(data / "classify.jsonl"), tmp_path / "tuned",
+             epochs=1, lr=1e-2, progress=False)
+    assert not torch.equal(load_finetuned(tmp_path / "tuned").body.embeddings.weight, load(w2v_dir).embeddings.weight)
+
+
+def test_scalar_mix_needs_layers_of_one_width(data, lineage_tok, tmp_path):
+    from plmkit.errors import PlmkitError
+    from plmkit.models.lstm import Lstm, LstmConfig
+
+    save_model(Lstm(LstmConfig(vocab_size=lineage_tok.vocab_size, embedding_size=16, hidden_size=32)),
+               tmp_path / "lstm", lineage_tok)
+    with pytest.raises(PlmkitError, match="widths differ"):
+        build(load(tmp_path / "lstm"), lineage_tok, HeadConfig(task="classify", labels=("a", "b"),
+                                                              features="scalar-mix"))
 
 
 def test_quickstart_tiny(tmp_path, capsys):

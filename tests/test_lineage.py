@@ -1,4 +1,5 @@
-"""The lineage before the Transformer: Kneser–Ney n-gram, FFNN, RNN and LSTM LMs, evaluate-lm, word2vec."""
+"""The lineage before the Transformer: Kneser–Ney n-gram, FFNN, RNN and LSTM LMs, evaluate-lm, word2vec,
+and the neural members as fine-tuning bodies (encode, init_weights, resize_token_embeddings, layer groups)."""
 
 import json
 import math
@@ -138,6 +139,83 @@ def test_elmo_reads_both_ways_and_mixes_its_layers(corpus):
     assert all(p.grad is None for p in model.parameters())  # the biLM stays frozen
 
 
+# --- as fine-tuning bodies ------------------------------------------------------------------------------
+
+def _tiny(member, vocab_size=40, **kw):
+    torch.manual_seed(0)
+    m = family.get(member)
+    return m.model_cls(m.config_cls.preset("tiny", vocab_size=vocab_size, **{**SMALL, **kw})).eval()
+
+
+@pytest.mark.parametrize("member", NEURAL)
+def test_encode_ignores_right_padding(member):
+    """A padded row's states at its real tokens equal those of the row alone, in every layer and, for
+    ELMo, in both directions (the backward LM starts at the row's last real token, not at the padding)."""
+    model = _tiny(member, num_layers=2) if member != "ffnn" else _tiny(member, order=3)
+    x = torch.randint(1, 40, (3, 9))
+    lengths = [9, 5, 2]
+    mask = (torch.arange(9) < torch.tensor(lengths)[:, None]).long()
+    padded = model.encode(x.masked_fill(mask == 0, 0), mask, output_hidden_states=True)
+    for b, n in enumerate(lengths):
+        alone = model.encode(x[b:b + 1, :n], torch.ones(1, n, dtype=torch.long), output_hidden_states=True)
+        for h_pad, h_alone in zip(padded.hidden_states, alone.hidden_states):
+            torch.testing.assert_close(h_pad[b, :n], h_alone[0], atol=1e-6, rtol=1e-5)
+    assert torch.equal(padded.last_hidden_state, padded.hidden_states[-1])
+    # encode is what the LM's softmax reads
+    torch.testing.assert_close(model(x).last_hidden_state, model.encode(x).last_hidden_state)
+
+
+def test_elmo_backward_states_read_the_real_tokens_right_to_left():
+    from plmkit.layers.rnn import reverse_padded
+
+    x = torch.arange(12.0).view(2, 6, 1)
+    got = reverse_padded(x, torch.tensor([6, 4]))[..., 0]
+    assert got.tolist() == [[5, 4, 3, 2, 1, 0], [9, 8, 7, 6, 10, 11]]  # padding stays where it is
+    assert torch.equal(reverse_padded(reverse_padded(x, torch.tensor([6, 4])), torch.tensor([6, 4])), x)
+    model = _tiny("elmo")
+    ids = torch.randint(1, 40, (1, 7))
+    mask = torch.ones(1, 9, dtype=torch.long)
+    mask[0, 7:] = 0
+    h = model.encode(torch.cat([ids, torch.zeros(1, 2, dtype=torch.long)], 1), mask).last_hidden_state
+    H = SMALL["hidden_size"]
+    # the last real token's backward state has read only that token: changing the one before leaves it
+    other = ids.clone()
+    other[0, 5] = (ids[0, 5] + 1) % 40
+    h2 = model.encode(torch.cat([other, torch.zeros(1, 2, dtype=torch.long)], 1), mask).last_hidden_state
+    assert torch.equal(h[0, 6, H:], h2[0, 6, H:]) and not torch.equal(h[0, 5, H:], h2[0, 5, H:])
+
+
+@pytest.mark.parametrize("member", NEURAL)
+def test_init_weights_and_resize_token_embeddings(member):
+    model = _tiny(member)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.init_weights()
+    assert all(not torch.equal(before[k], v) for k, v in model.state_dict().items())  # every tensor redrawn
+    x = torch.randint(0, 40, (2, 8))
+    with torch.no_grad():
+        old = model(x).logits
+        model.resize_token_embeddings(43)
+        new = model(x).logits
+    assert model.config.vocab_size == model.embeddings.num_embeddings == new.shape[-1] == 43
+    torch.testing.assert_close(new[..., :40], old)  # the old tokens' rows are kept
+    lowest = model.output.bias[:40].min()  # new tokens score as the least likely old one
+    torch.testing.assert_close(new[..., 40:], lowest.expand(2, 8, 3))
+
+
+@pytest.mark.parametrize("member, groups", [("ffnn", 2), ("lstm", 3), ("elmo", 3)])
+def test_layer_groups_bottom_to_top(member, groups):
+    model = _tiny(member, num_layers=2) if member != "ffnn" else _tiny(member, order=3)
+    got = model.layer_groups()
+    assert len(got) == groups and got[0] == [model.embeddings.weight]
+    ids = [{id(p) for p in g} for g in got]
+    assert all(not (a & b) for i, a in enumerate(ids) for b in ids[i + 1:])
+    if member == "elmo":  # layer j of both directions together
+        both = [*model.rnn.layers[0].parameters(), *model.rnn_backward.layers[0].parameters()]
+        assert ids[1] == {id(p) for p in both}
+    output = {id(p) for p in model.output.parameters()}
+    assert not any(output & g for g in ids)  # the LM's softmax is not a body layer
+
+
 # --- evaluate-lm ----------------------------------------------------------------------------------------
 
 def test_evaluate_lm_equals_the_direct_nll(trained, tmp_path, capsys):
@@ -237,7 +315,14 @@ def test_word2vec_trains_probes_and_initialises_embeddings(corpus, shared_data, 
     # any member can start from the vectors: GPT's token embedding here, then frozen
     tok = train_tokenizer("wordpiece", [str(corpus)], 300)
     gpt = Gpt(GptConfig(vocab_size=tok.vocab_size, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64))
+    before = gpt.embeddings.tokens.weight.detach().clone()
     n = init_input_embeddings(gpt, tok, w2v, wtok, freeze=True)
+    after = gpt.embeddings.tokens.weight.detach()
     i = tok.token_to_id("god")
-    assert n > 20 and torch.equal(gpt.embeddings.tokens.weight[i], w2v.vectors(["god"], wtok)[0])
+    copied = (after != before).any(1)
+    assert n > 20 and int(copied.sum()) == n and copied[i]
+    # the vectors keep their direction and take the scale of the rows they replace
+    cos = torch.nn.functional.cosine_similarity(after[i], w2v.vectors(["god"], wtok)[0], dim=0)
+    assert cos.item() == pytest.approx(1.0, abs=1e-5)
+    assert after[copied].std().item() == pytest.approx(before[copied].std().item(), rel=1e-4)
     assert not gpt.embeddings.tokens.weight.requires_grad

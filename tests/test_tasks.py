@@ -76,6 +76,19 @@ def test_missing_file_and_unknown_label(tmp_path):
         labels.id("z", path="dev.jsonl", line=7)
 
 
+def test_declared_labels_keep_their_order_and_admit_labels_train_lacks(tmp_path):
+    train = _write(tmp_path / "t.jsonl", '{"text": "a", "label": "y"}\n{"text": "b", "label": "y"}\n')
+    examples = read_task(train, "classify")
+    with pytest.raises(PlmkitError, match="only 1 distinct label"):
+        LabelSet.discover(examples, "classify")
+    labels = LabelSet.discover(examples, "classify", declared=["z", "y", "x"])
+    assert labels.labels == ["z", "y", "x"] and labels.id("x") == 2
+    with pytest.raises(PlmkitError, match=r"t.jsonl:1: label 'y' is not one of --labels"):
+        LabelSet.discover(examples, "classify", declared=["a", "b"], path=train)
+    with pytest.raises(PlmkitError, match="twice"):
+        LabelSet.discover(examples, "classify", declared=["y", "y"])
+
+
 @pytest.fixture(scope="module")
 def corpus(kjv_head):
     return kjv_head(2000)
@@ -107,3 +120,13 @@ def test_line_separators_inside_json_and_newlines_inside_csv(tmp_path):
     csv = _write(tmp_path / "d.csv", 'text,label\n"two\nlines",x\nthird,\n')
     with pytest.raises(PlmkitError, match=r"d.csv:4: missing field 'label'"):
         read_task(csv, "classify")
+
+
+def test_labels_flag_reads_a_list_or_a_file(tmp_path):
+    from plmkit.cli_finetune import _labels
+
+    assert _labels("pos, neg,") == ["pos", "neg"] and _labels(None) is None
+    (tmp_path / "tags.txt").write_text("NN\n,\n\nVB\n")
+    assert _labels(f"@{tmp_path / 'tags.txt'}") == ["NN", ",", "VB"]
+    with pytest.raises(PlmkitError, match="labels file not found"):
+        _labels(f"@{tmp_path / 'none.txt'}")

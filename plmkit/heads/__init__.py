@@ -15,15 +15,16 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import PlmkitError
 from .inputs import collate, encode, evaluate
-from .model import GPT_TOKENS, HeadConfig, TaskModel
+from .model import GPT_TOKENS, HeadConfig, TaskModel, causal_features
 
 HEAD_WEIGHTS, HEAD_CONFIG = "head.safetensors", "head.json"
 
 
 def build(body, tokenizer, config: HeadConfig) -> TaskModel:
-    """Put a head on `body`. A causal body gets GPT's [start]/[delim]/[extract] tokens, added to the
-    tokenizer and as new embedding rows when the vocabulary lacks them."""
-    if getattr(body.config, "causal", False) and not config.gpt_tokens:
+    """Put a head on `body`. A body with causal features (GPT, the FFNN/RNN/LSTM LMs; not ELMo) gets GPT's
+    [start]/[delim]/[extract] tokens, added to the tokenizer and as new embedding rows when the vocabulary
+    lacks them."""
+    if causal_features(body) and not config.gpt_tokens:
         tokenizer.backend.add_special_tokens(list(GPT_TOKENS))
         needed = max(tokenizer.token_to_id(t) for t in GPT_TOKENS) + 1
         if needed > body.config.vocab_size:

@@ -1,7 +1,8 @@
 """Task examples → model inputs, in the format the body was pre-trained for, and model outputs →
 predictions and metrics.
 
-Bidirectional bodies (BERT): `[CLS] a [SEP]`, `[CLS] a [SEP] b [SEP]` with segment ids 0/1.
+Bidirectional bodies (BERT): `[CLS] a [SEP]`, `[CLS] a [SEP] b [SEP]` with segment ids 0/1; a body with an
+`input_frame(tokenizer)` names its own three tokens instead (ELMo: its document separator; word2vec: <unk>).
 Causal bodies (GPT, Radford et al. 2018, §3.3, Fig. 1): classification `[start] a [extract]`;
 entailment `[start] premise [delim] hypothesis [extract]`; similarity both orders, as two views whose
 features are added; multiple choice `[start] context [delim] answer [extract]` once per option.
@@ -39,6 +40,8 @@ class Format:
         if model.causal:
             start, delim, extract = (tokenizer.token_to_id(t) for t in model.config.gpt_tokens)
             return cls(start, delim, extract, True, pad, segments)
+        if hasattr(model.body, "input_frame"):
+            return cls(*model.body.input_frame(tokenizer), False, pad, segments)
         if tokenizer.cls_id is None or tokenizer.sep_id is None:
             raise PlmkitError("the tokenizer has no [CLS]/[SEP] tokens to frame a bidirectional model's input")
         return cls(tokenizer.cls_id, tokenizer.sep_id, tokenizer.sep_id, False, pad, segments)
@@ -73,8 +76,9 @@ def encode(examples: list[Example], model, tokenizer, labelled: bool = True, pat
             return {}
         if cfg.task in ("classify", "pair"):
             if e.label not in label_id:
-                raise PlmkitError(f"label {e.label!r} was not in the training data (known: "
-                                  f"{', '.join(cfg.labels[:10])})", path=path, line=e.line)
+                raise PlmkitError(f"label {e.label!r} is not one the model was trained for (known: "
+                                  f"{', '.join(cfg.labels[:10])}; declare the label set with --labels)",
+                                  path=path, line=e.line)
             return {"labels": label_id[e.label]}
         return {"labels": e.label}
 
@@ -117,7 +121,8 @@ def _encode_tags(e: Example, i: int, tokenizer, fmt: Format, cfg, label_id, path
     if label_id is not None:
         for tag in e.tags:
             if tag not in label_id:
-                raise PlmkitError(f"tag {tag!r} was not in the training data", path=path, line=e.line)
+                raise PlmkitError(f"tag {tag!r} is not one the model was trained for (declare the tag set with "
+                                  "--labels)", path=path, line=e.line)
         labels = first_subtoken_labels(word_of, [label_id[t] for t in e.tags])
     first = first_subtoken_labels(word_of, [1] * len(e.tokens), ignore=0)
     ids = [fmt.begin, *ids] + ([] if fmt.causal else [fmt.end])
@@ -289,9 +294,16 @@ class Evaluation:
 
 
 def batches(features: list[dict], batch_size: int):
-    """Consecutive slices of `features` (evaluation keeps the order)."""
-    for i in range(0, len(features), batch_size):
-        yield features[i:i + batch_size]
+    """Slices of `features` shortest example first, so a batch pads little. `Evaluation` files outputs
+    under their example's index, so predictions still come back in example order; the sort is stable
+    and keyed per example, so an example's windows stay consecutive."""
+    longest: dict[int, int] = {}
+    for f in features:
+        n = max(len(ids) for ids, _ in f["views"]) if "views" in f else len(f["input_ids"])
+        longest[f["example"]] = max(longest.get(f["example"], 0), n)
+    ordered = sorted(features, key=lambda f: longest[f["example"]])
+    for i in range(0, len(ordered), batch_size):
+        yield ordered[i:i + batch_size]
 
 
 @torch.no_grad()

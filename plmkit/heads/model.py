@@ -2,12 +2,22 @@
 
 Heads: sequence classification, pair classification, regression, multiple choice (a linear layer on a
 pooled vector), token tagging (a linear layer per token, softmax or CRF), extractive span QA (start/end
-logits). Pooling: a causal body (GPT) reads the hidden state of its last token, which the input
-transformation makes the [extract] token (Radford et al. 2018, §3.3); a bidirectional body reads [CLS],
-through its pooler when it has one (BERT, Devlin et al. 2019, §4.1).
+logits). Pooling: a causal body (GPT, the FFNN/RNN/LSTM LMs) reads the hidden state of its last token, which
+the input transformation makes the [extract] token (Radford et al. 2018, §3.3); a bidirectional body reads
+[CLS], through its pooler when it has one (BERT, Devlin et al. 2019, §4.1).
 
 With `features="scalar-mix"` the body is frozen and the head reads an ELMo-style learned mix of all its
 layers (Peters et al. 2018, eq. 1) instead of the last one.
+
+What a body offers the heads: `encode(input_ids, attention_mask, token_type_ids, output_hidden_states)` →
+ModelOutput (last_hidden_state, and hidden_states: the input layer, then each layer; right padding must
+not change a real token's states), `config.vocab_size`, `config.max_positions`, `config.causal`. The
+head's width and the number of mixed layers are read from one encode of a two-token input, so a body's
+features may be wider than its config's hidden_size (ELMo: [→h; ←h]). Optional hooks: `causal_features`
+(False when the LM is causal but its features read both ways, as ELMo's), `input_frame(tokenizer)` →
+(begin, delimiter, end) ids in place of [CLS]/[SEP], `pool_features(h, attention_mask)` in place of the
+[CLS]/last-token rule, `layer_groups()` (bottom to top, for ULMFiT; else `embeddings` and `layers`), and
+`init_weights()`/`resize_token_embeddings(n)` for --from-scratch and GPT's added tokens.
 
 Shape legend: B = batch, K = views or options per example, T = sequence length, H = hidden size,
 C = labels, W = words per sentence.
@@ -65,18 +75,42 @@ class HeadConfig(Config):
         return {"regress": 1, "choice": 1, "qa": 2}.get(self.task, len(self.labels))
 
 
+def causal_features(body: nn.Module) -> bool:
+    """Whether the body's state at a position has read only the tokens up to it (GPT, the LSTM LM)."""
+    return bool(getattr(body, "causal_features", getattr(body.config, "causal", False)))
+
+
+def feature_widths(body: nn.Module) -> tuple[int, list[int]]:
+    """(width of `encode`'s last_hidden_state, width of each of its hidden_states), from a two-token input."""
+    was_training = body.training
+    body.eval()
+    try:
+        with torch.no_grad():
+            p = next(body.parameters())
+            ids = torch.zeros(1, 2, dtype=torch.long, device=p.device)
+            out = body.encode(ids, torch.ones_like(ids), None, output_hidden_states=True)
+    finally:
+        body.train(was_training)
+    return out.last_hidden_state.shape[-1], [h.shape[-1] for h in out.hidden_states]
+
+
 class TaskModel(nn.Module):
     """body + head. `forward(batch)` returns {"logits", and "loss" when the batch has labels}."""
 
     def __init__(self, body: nn.Module, config: HeadConfig):
         super().__init__()
         self.body, self.config = body, config
-        H = body.config.hidden_size
-        self.causal = bool(getattr(body.config, "causal", False))
+        H, widths = feature_widths(body)
+        self.causal = causal_features(body)
         self.frozen = config.features == "scalar-mix"
         if self.frozen:
+            if len(set(widths)) > 1:
+                raise PlmkitError(f"--features scalar-mix mixes the {len(widths)} layers of this "
+                                  f"{getattr(body, 'family_name', 'model')}, but their widths differ "
+                                  f"({', '.join(map(str, widths))}); pre-train it with embedding_size = hidden_size")
+            H = widths[0]
             body.requires_grad_(False)
-            self.mix = ScalarMix(body.config.num_layers + 1)  # the embeddings and every layer
+            self.mix = ScalarMix(len(widths))  # the embeddings and every layer
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(H, config.num_outputs)
         nn.init.normal_(self.head.weight, std=0.02)
@@ -99,7 +133,10 @@ class TaskModel(nn.Module):
         return self.mix(states)
 
     def pooled(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(N, T, H) → (N, H): the [extract] (last real) token for a causal body, else [CLS]."""
+        """(N, T, H) → (N, H): the body's own pooling if it has one, else the [extract] (last real) token for
+        a causal body, else [CLS]."""
+        if hasattr(self.body, "pool_features"):
+            return self.body.pool_features(h, attention_mask)
         if self.causal:
             last = attention_mask.sum(1).long() - 1  # (N,) right padding: the last real position
             return h[torch.arange(h.shape[0], device=h.device), last]
@@ -174,11 +211,15 @@ class TaskModel(nn.Module):
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters bottom to top for ULMFiT's discriminative rates and gradual unfreezing: the
-        embeddings, each layer, then everything above (final norm, pooler, mix, head, CRF)."""
+        embeddings, each layer (the body's `layer_groups()` where it has one), then everything above (final
+        norm, pooler, mix, head, CRF, and an LM's unused output layer)."""
         body = self.body
-        if not (hasattr(body, "embeddings") and hasattr(body, "layers")):
+        if hasattr(body, "layer_groups"):
+            groups = [list(g) for g in body.layer_groups()]
+        elif hasattr(body, "embeddings") and hasattr(body, "layers"):
+            groups = [list(body.embeddings.parameters())] + [list(layer.parameters()) for layer in body.layers]
+        else:
             return [list(self.parameters())]
-        groups = [list(body.embeddings.parameters())] + [list(layer.parameters()) for layer in body.layers]
         seen = {id(p) for g in groups for p in g}
         groups.append([p for p in self.parameters() if id(p) not in seen])
         return groups

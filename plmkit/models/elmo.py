@@ -5,6 +5,16 @@ contextualized word representations", arXiv:1802.05365.
 The layers are the token layer and each biLSTM layer with forward and backward states concatenated (eq. 1;
 the paper's 2L + 1 representations). Token input: the char-CNN is left out.
 
+As a fine-tuning body the LM is causal in each direction but the features read both ways, so the heads
+treat ELMo as bidirectional (`causal_features = False`: no GPT tokens). Framing: each input is opened and
+closed by the document separator, and a pair is split by it, exactly as documents met in pre-training (the
+tokenizer's <s> never occurs in the pre-training stream, so its embedding was never trained). Pooling for
+sequence tasks: the final state of each direction, i.e. the forward half at the closing separator (it has
+read the whole input left to right) and the backward half at the opening one (read right to left), the
+usual sentence vector of a biLSTM; with a scalar mix the same halves are taken from the mixed features.
+`encode` flips each row within its length before the backward stack, so it starts at the row's last real
+token and right padding changes no real token's state in either direction.
+
 Shape legend: B = batch, T = sequence length, V = vocabulary, H = hidden size (= embedding size), L = layers.
 """
 
@@ -20,7 +30,7 @@ import torch.nn.functional as F
 from ..data.pretrain import Windows
 from ..errors import PlmkitError
 from ..family import register
-from ..layers.rnn import RecurrentStack
+from ..layers.rnn import RecurrentStack, reverse_padded
 from ..layers.scalar_mix import ScalarMix
 from ..objectives import OBJECTIVES, Objective
 from .lstm import Lstm, LstmConfig
@@ -80,22 +90,44 @@ OBJECTIVES.setdefault(BiLM.name, BiLM)
           config=ElmoConfig, objective="bilm", tokenizer="bpe")
 class Elmo(Lstm):
     config_class = ElmoConfig
+    causal_features = False  # each LM reads one way, but the features [→h; ←h] see both sides
 
     def build_body(self) -> None:
         super().build_body()
         c = self.config
         self.rnn_backward = RecurrentStack(self.cell, c.embedding_size, c.hidden_size, c.num_layers, c.dropout)
 
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False, **_) -> BiLMOutput:
+        """(B, T) → the top layer [→h_L; ←h_L] (B, T, 2H); hidden_states: L + 1 × (B, T, 2H), [x; x], then
+        [→h_j; ←h_j] for each layer j. With right padding in attention_mask the backward LM starts at each
+        row's last real token."""
+        lengths = None if attention_mask is None else attention_mask.sum(1)  # (B,)
+        e = self.dropout(self.embeddings(input_ids))  # (B, T, H)
+        fwd = self.rnn(e)  # L × (B, T, H)
+        bwd = [reverse_padded(h, lengths) for h in self.rnn_backward(reverse_padded(e, lengths))]  # L × (B, T, H)
+        layers = (torch.cat([e, e], -1), *(torch.cat([f, b], -1) for f, b in zip(fwd, bwd)))
+        return BiLMOutput(last_hidden_state=layers[-1], hidden_states=layers if output_hidden_states else None)
+
     def forward(self, input_ids: torch.Tensor, attention_mask=None, token_type_ids=None, *,
                 output_hidden_states: bool = False, **_) -> BiLMOutput:
-        """(B, T) → forward logits (B, T, V) for the next token, backward logits for the previous one;
-        hidden_states: L + 1 × (B, T, 2H): [x; x], then [→h_j; ←h_j] for each layer j."""
-        e = self.dropout(self.embeddings(input_ids))  # (B, T, H)
-        fwd, bwd = self.rnn(e), self.rnn_backward(e, reverse=True)  # L × (B, T, H) each
-        layers = (torch.cat([e, e], -1), *(torch.cat([f, b], -1) for f, b in zip(fwd, bwd)))
-        return BiLMOutput(last_hidden_state=layers[-1], logits=self.output(self.dropout(fwd[-1])),
-                          backward_logits=self.output(self.dropout(bwd[-1])),
-                          hidden_states=layers if output_hidden_states else None)
+        """(B, T) → forward logits (B, T, V) for the next token, backward logits for the previous one; plus
+        what `encode` returns."""
+        out = self.encode(input_ids, attention_mask, token_type_ids, output_hidden_states)
+        fwd, bwd = out.last_hidden_state.chunk(2, -1)  # (B, T, H) each
+        out.logits, out.backward_logits = self.output(self.dropout(fwd)), self.output(self.dropout(bwd))
+        return out
+
+    def input_frame(self, tokenizer) -> tuple[int, int, int]:
+        """(begin, between a pair, end) token ids around a task input: the document separator each time."""
+        sep = tokenizer.doc_sep_id
+        return sep, sep, sep
+
+    def pool_features(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(N, T, 2H) → (N, 2H): the forward half at the last real position, the backward half at the first."""
+        last = attention_mask.sum(1).long() - 1  # (N,)
+        fwd, bwd = h.chunk(2, -1)
+        return torch.cat([fwd[torch.arange(h.shape[0], device=h.device), last], bwd[:, 0]], -1)
 
 
 def elmo_features(model: Elmo, tokenizer, texts: list[str], mix: ScalarMix | None = None) -> list[torch.Tensor]:

@@ -2,6 +2,13 @@
 concatenated, → tanh hidden layer → softmax, plus a direct connection from the embeddings to the output.
 Bengio, Ducharme, Vincent & Jauvin 2003, JMLR 3:1137–1155, eq. 1: y = b + W·x + U·tanh(d + H·x).
 
+As a fine-tuning body (`plmkit finetune`), every lineage member offers what the task heads read:
+`encode` (the states below the LM's softmax, and with `output_hidden_states` the embeddings plus each
+layer's states), `init_weights` (for --from-scratch), `resize_token_embeddings` (GPT's [start]/[delim]/
+[extract] tokens, which the heads add to a causal body) and `layer_groups` (bottom to top, for ULMFiT).
+Here the one hidden layer reads the n − 1 tokens ending at each position, so padding on the right never
+reaches a real token.
+
 Shape legend: B = batch, T = sequence length, V = vocabulary, m = embedding size, h = hidden size, n = order.
 """
 
@@ -72,15 +79,67 @@ class Ffnn(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, input_ids: torch.Tensor, attention_mask=None, token_type_ids=None, **_) -> ModelOutput:
-        """(B, T) → logits (B, T, V) for the token after each position, from the n − 1 tokens ending there
-        (zero vectors stand in for context before the window's start)."""
+    def _window(self, e: torch.Tensor) -> torch.Tensor:
+        """(B, T, m) → (B, T, (n − 1)·m): the n − 1 embeddings ending at each position, oldest first (zero
+        vectors stand in for context before the window's start)."""
         n = self.config.order
-        e = self.dropout(self.embeddings(input_ids))  # (B, T, m)
-        x = F.pad(e, (0, 0, n - 2, 0)).unfold(1, n - 1, 1)  # (B, T, m, n − 1), oldest token first
-        x = x.transpose(2, 3).flatten(2)  # (B, T, (n − 1)·m)
+        x = F.pad(e, (0, 0, n - 2, 0)).unfold(1, n - 1, 1)  # (B, T, m, n − 1)
+        return x.transpose(2, 3).flatten(2)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask=None, token_type_ids=None, **_) -> ModelOutput:
+        """(B, T) → logits (B, T, V) for the token after each position, from the n − 1 tokens ending there."""
+        x = self._window(self.dropout(self.embeddings(input_ids)))  # (B, T, (n − 1)·m)
         h = torch.tanh(self.hidden(x))  # (B, T, h)
         logits = self.output(self.dropout(h))
         if self.direct is not None:
             logits = logits + self.direct(x)
         return ModelOutput(last_hidden_state=h, logits=logits)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False, **_) -> ModelOutput:
+        """(B, T) → the hidden layer (B, T, h) under the softmax; hidden_states: the embeddings (B, T, m), then
+        the hidden layer. Every state reads only tokens to its left, so the mask is not needed."""
+        e = self.dropout(self.embeddings(input_ids))  # (B, T, m)
+        h = torch.tanh(self.hidden(self._window(e)))  # (B, T, h)
+        return ModelOutput(last_hidden_state=h, hidden_states=(e, h) if output_hidden_states else None)
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Parameters bottom to top for ULMFiT's discriminative rates and gradual unfreezing: the token
+        embeddings, then each layer. The LM's own output layers are left out (a task head replaces them)."""
+        return [list(self.embeddings.parameters()), list(self.hidden.parameters())]
+
+    def init_weights(self) -> None:
+        """Draw every weight afresh as at construction (PyTorch's initialisers: N(0, 1) embeddings, uniform
+        ±1/√fan-in linear and recurrent weights): the untrained baseline of `finetune --from-scratch`."""
+        for m in self.modules():
+            if m is not self and hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """Give the vocabulary `vocab_size` tokens, e.g. GPT's fine-tuning tokens added by the task heads:
+        existing rows kept; new embedding rows drawn with the spread of the existing ones; new output rows
+        score every context with the lowest bias of the old tokens, so the LM still rarely predicts them;
+        config.vocab_size follows, so the model saves and loads at its new size."""
+        old = self.embeddings
+        if vocab_size == old.num_embeddings:
+            return
+        n = min(vocab_size, old.num_embeddings)
+        emb = nn.Embedding(vocab_size, old.embedding_dim, device=old.weight.device, dtype=old.weight.dtype)
+        with torch.no_grad():
+            nn.init.normal_(emb.weight, std=float(old.weight.std()))
+            emb.weight[:n] = old.weight[:n]
+        self.embeddings = emb
+        for name in ("output", "direct"):
+            old_out = getattr(self, name, None)
+            if old_out is None:
+                continue
+            new = nn.Linear(old_out.in_features, vocab_size, bias=old_out.bias is not None,
+                            device=old_out.weight.device, dtype=old_out.weight.dtype)
+            with torch.no_grad():
+                new.weight.zero_()
+                new.weight[:n] = old_out.weight[:n]
+                if new.bias is not None:
+                    new.bias.fill_(float(old_out.bias.min()))
+                    new.bias[:n] = old_out.bias[:n]
+            setattr(self, name, new)
+        self.config = self.config.replace(vocab_size=vocab_size)

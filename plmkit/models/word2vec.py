@@ -5,6 +5,13 @@ hierarchical softmax; only the word vectors are kept. Mikolov et al. 2013, arXiv
 
 Trained with gensim (`pip install plmkit[word2vec]`). Words are the lower-cased, punctuation-split words of
 BERT's pre-tokenizer; words seen fewer than `min_count` times map to <unk> (row 0, a zero vector).
+
+As a fine-tuning body (`plmkit finetune --model W2V_DIR`) its one layer is the static vector of each word:
+`--features scalar-mix` keeps the vectors frozen (a mix of one layer is a learned scale γ), the default
+tunes them. Inputs are framed by <unk> (the zero vector) where other bodies put [CLS]/[SEP], and a
+sequence is the mean of its words' vectors (a bag of words: the vectors carry no order). `init_weights`
+draws vectors as gensim does before training, the random-embedding baseline of --from-scratch.
+`init_input_embeddings` copies the vectors into another model's token embedding instead.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from ..errors import PlmkitError
 from ..family import register
 from .ffnn import FfnnConfig
 from .ngram import NgramConfig
+from .transformer import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,15 +149,48 @@ class Word2vec(nn.Module):
         """(B, T) → (B, T, m) word vectors."""
         return self.embeddings(input_ids)
 
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False, **_) -> ModelOutput:
+        """(B, T) → the word vectors (B, T, m), the body's only layer (hidden_states holds just it)."""
+        e = self.embeddings(input_ids)
+        return ModelOutput(last_hidden_state=e, hidden_states=(e,) if output_hidden_states else None)
+
+    def init_weights(self) -> None:
+        """Uniform in ±0.5/m, as gensim draws vectors before training; <unk> stays zero."""
+        m = self.config.embedding_size
+        with torch.no_grad():
+            nn.init.uniform_(self.embeddings.weight, -0.5 / m, 0.5 / m)
+            self.embeddings.weight[0] = 0
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        return [[self.embeddings.weight]]
+
+    def input_frame(self, tokenizer) -> tuple[int, int, int]:
+        """(begin, between a pair, end) around a task input: <unk>, whose vector is zero (no special tokens)."""
+        return 0, 0, 0
+
+    def pool_features(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(N, T, m) → (N, m): the mean vector of the words between the framing tokens."""
+        inner = attention_mask.clone()  # (N, T)
+        inner[:, 0] = 0
+        inner[torch.arange(h.shape[0], device=h.device), attention_mask.sum(1).long() - 1] = 0
+        return (h * inner[..., None]).sum(1) / inner.sum(1, keepdim=True).clamp(min=1)
+
 
 _MARKERS = ("##", "▁", "Ġ")  # word-piece continuation, SentencePiece and byte-level word starts
 
 
-def init_input_embeddings(model: nn.Module, tokenizer, w2v: Word2vec, w2v_tokenizer, freeze: bool = False) -> int:
+def init_input_embeddings(model: nn.Module, tokenizer, w2v: Word2vec, w2v_tokenizer, freeze: bool = False,
+                          rescale: bool = True) -> int:
     """Copy word2vec vectors into `model`'s input token embedding for every token of `tokenizer` that is a
     word2vec word once its sub-word markers are stripped and it is lower-cased; other rows keep their
-    initialisation. `freeze` stops gradients to the whole embedding (and to an LM head tied to it).
-    Returns the number of rows copied."""
+    initialisation. `rescale` multiplies the copied vectors by one factor so that their standard deviation
+    is that of the rows they replace: the body's layers then see inputs at the scale they were initialised
+    for, and copied and uncopied rows share one scale (128-d skip-gram vectors of Brown + Wikipedia have an
+    element std of 0.16: 6× below an N(0, 1) embedding, 8× above a Normal(0, 0.02) one; drawing the other
+    rows at the vectors' scale instead, as Kim 2014 did, would change every row of a pre-trained body).
+    Directions, hence cosine similarities, are kept. `freeze` stops gradients to the whole embedding (and
+    to an LM head tied to it). Returns the number of rows copied."""
     emb = model.embeddings.tokens if hasattr(model.embeddings, "tokens") else model.embeddings
     if emb.embedding_dim != w2v.config.embedding_size:
         raise PlmkitError(f"the model's embedding has {emb.embedding_dim} dimensions, the word2vec vectors "
@@ -164,7 +205,11 @@ def init_input_embeddings(model: nn.Module, tokenizer, w2v: Word2vec, w2v_tokeni
         if word and j:  # j == 0 is <unk>
             rows.append(i)
             src.append(j)
+    rows_t, src_t = torch.tensor(rows, dtype=torch.long), torch.tensor(src, dtype=torch.long)
     with torch.no_grad():
-        emb.weight[torch.tensor(rows, dtype=torch.long)] = w2v.embeddings.weight[torch.tensor(src, dtype=torch.long)]
+        vectors = w2v.embeddings.weight[src_t].to(emb.weight.dtype)
+        if rescale and len(rows) > 1:
+            vectors = vectors * (emb.weight[rows_t].std() / vectors.std().clamp(min=1e-12))
+        emb.weight[rows_t] = vectors
     emb.weight.requires_grad_(not freeze)
     return len(rows)
