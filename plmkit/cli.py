@@ -20,7 +20,10 @@ def _add_pretrain(sub) -> None:
                        description="Train a tokenizer on the corpus (or use --tokenizer), write token shards, and "
                                    "pre-train the member with its paper's objective. Settings: size preset < "
                                    "--config TOML ([model], [train], [data] tables) < flags.")
-    p.add_argument("--model", required=True, help="family member, e.g. bert or gpt (see `plmkit family`)")
+    p.add_argument("--model", help="family member, e.g. bert or gpt (see `plmkit family`); optional with --init")
+    p.add_argument("--init", metavar="DIR", help="continue pre-training this saved model (plmkit or Hugging Face "
+                   "directory) on --corpus: domain- or task-adaptive pre-training; its member, config and "
+                   "tokenizer are kept")
     p.add_argument("--size", default="tiny", help="size preset: tiny, mini, small, medium, base (default tiny)")
     p.add_argument("--corpus", nargs="+", required=True, metavar="F",
                    help="plain-text files: one paragraph per line, a blank line between documents")
@@ -48,6 +51,35 @@ def _add_pretrain(sub) -> None:
     p.set_defaults(func=_cmd_pretrain)
 
 
+def _add_recipe(sub) -> None:
+    p = sub.add_parser("recipe", help="the four-stage recipe: general → domain → task pre-training → fine-tuning",
+                       description="Run a recipe file: pre-train (or start from a saved model), continue "
+                                   "pre-training on domain text, then on the task's own text, then fine-tune; with "
+                                   "compare = true in [finetune], also fine-tune from scratch and after each "
+                                   "earlier stage and print the table. A rerun skips finished stages. The file "
+                                   "format is in plmkit/recipe.py's docstring and the README.")
+    p.add_argument("recipe", metavar="F.toml")
+    p.add_argument("--out", required=True, metavar="DIR", help="one run directory per stage, and recipe.json")
+    p.add_argument("--json", action="store_true", help="print recipe.json instead of the table")
+    p.set_defaults(func=_cmd_recipe)
+
+
+def _cmd_recipe(a) -> int:
+    from .recipe import run_recipe
+
+    r = run_recipe(a.recipe, a.out)
+    if a.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    for s in r["stages"]:
+        print(f"{s['stage']:<8} {s['steps']:>6} steps  {s['tokens']:>10,} tokens  {s['seconds']:>7.0f} s  "
+              f"final loss {s['final_loss']:.3f}")
+    for label, f in r["finetune"].items():
+        test = f"  test {f['test']:.4f}" if "test" in f else ""
+        print(f"fine-tuned {label:<16} dev {f['metric']} {f['dev']:.4f}{test}")
+    return 0
+
+
 def _cmd_pretrain(a) -> int:
     from .pretrain import pretrain
 
@@ -55,8 +87,11 @@ def _cmd_pretrain(a) -> int:
                                         "precision", "save_every", "log_every", "seed", "device")
              if getattr(a, k) is not None}
     data = {k: getattr(a, k) for k in ("vocab_size", "seq_len", "tokenizer", "workers") if getattr(a, k) is not None}
+    if not (a.model or a.init):
+        raise PlmkitError("pretrain needs --model NAME, or --init DIR to continue a saved model")
     summary = pretrain(a.model, a.corpus, a.out, size=a.size, model_overrides=_key_values(a.model_set),
-                       train_overrides=train, data_overrides=data, config_file=a.config, resume=a.resume)
+                       train_overrides=train, data_overrides=data, config_file=a.config, resume=a.resume,
+                       init=a.init)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary rather than one per process
         print(json.dumps(summary, indent=2))
     return 0
@@ -187,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plmkit {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_tokenizer, _add_pretrain, _add_family, _add_inference, cli_bench.add_commands,
+    for add in (_add_tokenizer, _add_pretrain, _add_recipe, _add_family, _add_inference, cli_bench.add_commands,
                 cli_finetune.add_commands, cli_lineage.add_commands):
         add(sub)
     return parser

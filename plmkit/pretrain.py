@@ -2,6 +2,10 @@
 
 Settings come, lowest precedence first, from the size preset, a TOML file (`[model]`, `[train]`,
 `[data]` tables) and command-line flags. Everything a resumed run needs is in the run directory.
+
+With `init` the run continues pre-training a saved model (continued, domain- or task-adaptive pre-training,
+Gururangan et al. 2020): the member, config, weights and tokenizer come from that directory, and only the
+corpus and the training settings are new.
 """
 
 from __future__ import annotations
@@ -58,18 +62,24 @@ def read_toml(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = "tiny",
              model_overrides: dict | None = None, train_overrides: dict | None = None,
-             data_overrides: dict | None = None, config_file: str | None = None, resume: bool = False) -> dict:
-    """Pre-train family member `model` on `corpus` files into run directory `out`; returns the summary."""
+             data_overrides: dict | None = None, config_file: str | None = None, resume: bool = False,
+             init: str | os.PathLike | None = None) -> dict:
+    """Pre-train family member `model` on `corpus` files into run directory `out`; returns the summary.
+    `init`: a saved model directory to continue from (`model` may then be None: the directory names it)."""
     from .data import TokenCorpus, build_shards
     from .data.pretrain import StepSampler
     from .tokenizers import load_tokenizer, train_tokenizer
 
-    member = family.get(model)
     toml = read_toml(config_file) if config_file else {}
     model_over = {**toml.get("model", {}), **(model_overrides or {})}
     data = DataOptions.from_dict({**toml.get("data", {}), **(data_overrides or {})}, source=config_file)
     train_cfg = TrainConfig.from_dict({**toml.get("train", {}), **(train_overrides or {})}, source=config_file)
-    member.config_cls.preset(size, source=config_file, **model_over)  # bad keys fail now, not after tokenizing
+    start = _Init.read(init, model, model_over, data) if init else None
+    member = start.member if start else family.get(model)
+    if start:
+        size = start.size
+    else:
+        member.config_cls.preset(size, source=config_file, **model_over)  # bad keys fail now, not after tokenizing
     out = Path(out)
     if not resume and (out / "train_log.jsonl").exists():
         raise PlmkitError("a run already exists here; pass --resume to continue it or choose another --out", path=out)
@@ -82,6 +92,8 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     tok_dir = out / "tokenizer"
     if resume and (tok_dir / "tokenizer.json").exists():
         tokenizer = load_tokenizer(tok_dir)
+    elif start:
+        tokenizer = load_tokenizer(start.directory)
     elif data.tokenizer:
         tokenizer = load_tokenizer(data.tokenizer)
     else:
@@ -98,7 +110,7 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
         fit_to["max_positions"] = max(data.seq_len, 512)
     if getattr(member.config_cls, "pad_token_id", None) is not None and tokenizer.pad_id is not None:
         fit_to["pad_token_id"] = tokenizer.pad_id  # a member with a pad id takes the tokenizer's (0 or 1)
-    config = member.config_cls.preset(size, source=config_file, **{**fit_to, **model_over})
+    config = start.config if start else member.config_cls.preset(size, source=config_file, **{**fit_to, **model_over})
     if config.vocab_size < tokenizer.vocab_size:
         raise PlmkitError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's embedding has only "
                           f"{config.vocab_size} rows (vocab_size)", path=data.tokenizer or config_file)
@@ -126,12 +138,16 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     import torch
 
     torch.manual_seed(train_cfg.seed)  # same initial weights on every rank and every run
-    net = member.model_cls(config)
+    net = start.model() if start else member.model_cls(config)
     info = {"pretraining": {"corpus": [str(Path(c).resolve()) for c in corpus], "size": size,
                             "objective": member.objective, "seq_len": data.seq_len, "train": train_cfg.to_dict()}}
+    if start:  # the stages so far, oldest first: what this model has been pre-trained on
+        info["pretraining"]["init"] = str(start.directory.resolve())
+        info["pretraining"]["earlier_stages"] = start.history
     run = {"model": member.name, "size": size, "config": config.to_dict(), "data": dataclasses.asdict(data),
            "train": train_cfg.to_dict(), "corpus": info["pretraining"]["corpus"],
-           "parameters": net.num_parameters(), "examples_per_epoch": len(dataset)}
+           "init": info["pretraining"].get("init"), "parameters": net.num_parameters(),
+           "examples_per_epoch": len(dataset)}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         _check_same_run(out / "run.json", run, resume)
@@ -142,6 +158,42 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     trainer = Trainer(net, dataset, sampler, objective.collate, objective.step, train_cfg, out,
                       save_fn=lambda m, d: save_model(m, d, tokenizer, info), run_info=run)
     return trainer.train(resume=resume)
+
+
+@dataclasses.dataclass
+class _Init:
+    """A saved model that a run continues pre-training."""
+
+    directory: Path
+    member: family.Member
+    config: Any
+    size: str
+    history: list[dict]  # the pre-training stages recorded in its plmkit.json, oldest first
+
+    @classmethod
+    def read(cls, directory, model: str | None, model_over: dict, data: DataOptions) -> "_Init":
+        from .interop.hf import read_model_config
+
+        d = Path(directory)
+        member, config, meta = read_model_config(d)
+        if model and family.get(model).name != member.name:
+            raise PlmkitError(f"--init holds a {member.name} model, not {model}", path=d)
+        if model_over:
+            raise PlmkitError(f"the config of a continued model comes from --init; drop {', '.join(sorted(model_over))} "
+                              "from --set / [model]", path=d)
+        if data.tokenizer:
+            raise PlmkitError("a continued model keeps the tokenizer of --init; drop --tokenizer", path=d)
+        if hasattr(member.model_cls, "fit"):
+            raise PlmkitError(f"{member.name} is estimated in one pass; it cannot continue from --init", path=d)
+        previous = meta.get("pretraining") or {}
+        history = [*previous.get("earlier_stages", []), {k: previous[k] for k in ("corpus", "objective", "seq_len")
+                                                     if k in previous} or {"source": str(d.resolve())}]
+        return cls(d, member, config, previous.get("size", "custom"), history)
+
+    def model(self):
+        from .interop.hf import load_model
+
+        return load_model(self.directory).train()
 
 
 def _fit(member, config, corpus, tokens, tokenizer, out: Path, size: str, data: DataOptions, rank: int) -> dict:

@@ -137,3 +137,17 @@ def test_step_sampler_resumes_and_covers_each_epoch():
     epoch = [[i for s in range(6) for i in sampler.indices(s)] for sampler in ranks]
     assert not set(epoch[0]) & set(epoch[1]) and len(set(epoch[0]) | set(epoch[1])) == 48
     assert StepSampler(n, bs, shuffle=False).indices(13) == [2, 3, 4, 5]
+
+
+def test_segment_pairs_on_one_document_draw_negatives_from_within_it(tokenizer, tmp_path):
+    """A corpus without blank lines is one document: negatives come from elsewhere in it, as BERT's
+    create_pretraining_data.py falls back to, instead of failing."""
+    text = tmp_path / "one.txt"
+    text.write_text("".join(f"line {i} of the only document, with some words in it\n" for i in range(300)))
+    build_shards([str(text)], tokenizer, tmp_path / "shards", num_workers=1, show_progress=False)
+    one = TokenCorpus(tmp_path / "shards")
+    assert one.n_docs == 1
+    pairs = SegmentPairs(one, max_tokens=30, seed=0)
+    examples = [pairs[i] for i in range(len(pairs))]
+    assert 0.3 <= np.mean([e[2] for e in examples]) <= 0.7
+    assert all(len(a) and len(b) and len(a) + len(b) <= 30 for a, b, _ in examples)

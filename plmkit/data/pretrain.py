@@ -6,10 +6,14 @@ resumed run needs only the step number to continue on the same data, and never r
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ..errors import PlmkitError
 from .shards import TokenCorpus
+
+log = logging.getLogger("plmkit")
 
 
 class Windows:
@@ -48,7 +52,8 @@ class SegmentPairs:
     at a time from the longer segment, from its front or back at random. Doc-sep tokens are dropped.
 
     Args:
-        corpus: the token stream; needs at least two documents.
+        corpus: the token stream. With one document (a corpus without blank lines) a random B comes from a
+            random place in that same document, as create_pretraining_data.py falls back to.
         max_tokens: the most tokens in A + B, e.g. max_seq_len - 3 to leave room for [CLS] A [SEP] B [SEP].
         seed: the examples are a pure function of (seed, i).
         short_seq_prob: how often the target length is drawn uniformly from [2, max_tokens] instead, so
@@ -62,8 +67,9 @@ class SegmentPairs:
         if max_tokens < 2:
             raise ValueError(f"max_tokens must be at least 2 (one token per segment), got {max_tokens}")
         if corpus.n_docs < 2:
-            raise PlmkitError("next-sentence pairs need at least two documents (separate them by a blank line)",
-                              path=corpus.directory)
+            log.warning("%s: one document (no blank lines): next-sentence negatives come from random places in "
+                        "it; separate documents by a blank line for the usual other-document negatives",
+                        corpus.directory)
         self.corpus, self.max_tokens, self.seed, self.short_seq_prob = corpus, max_tokens, seed, short_seq_prob
         self.random_next_prob = random_next_prob
 
@@ -101,8 +107,8 @@ class SegmentPairs:
     def _random_b(self, rng: np.random.Generator, doc: int, target: int) -> np.ndarray | None:
         """Up to `target` tokens from a random line on of a random document other than `doc`."""
         for _ in range(10):
-            other = int(rng.integers(self.corpus.n_docs - 1))
-            other += other >= doc  # uniform over the other documents
+            other = int(rng.integers(max(1, self.corpus.n_docs - 1)))
+            other += other >= doc and self.corpus.n_docs > 1  # uniform over the other documents, if any
             first, end = self.corpus.doc_line_range(other)
             lines = self._take(int(rng.integers(first, end)), end, target) or self._take(first, end, target)
             if lines:

@@ -78,24 +78,29 @@ def _member_for_model_type(model_type: str, source: Path) -> family.Member:
     raise PlmkitError(f"no plmkit member reads model_type {model_type!r}", path=source)
 
 
-def load_model(path: str | os.PathLike) -> torch.nn.Module:
-    """A plmkit or Hugging Face model directory → the plmkit model, in eval mode."""
+def read_model_config(path: str | os.PathLike) -> tuple[family.Member, Any, dict]:
+    """A plmkit or Hugging Face model directory → (its member, its config, plmkit.json's content or {})."""
     d = Path(path)
     if not d.is_dir():
         raise PlmkitError("model directory not found", path=d)
     if (d / "plmkit.json").exists():
         meta = _read_json(d / "plmkit.json")
         member = family.get(meta["member"])
-        config = member.config_cls.from_dict(meta["config"], source=d / "plmkit.json")
-    elif (d / "config.json").exists():
+        return member, member.config_cls.from_dict(meta["config"], source=d / "plmkit.json"), meta
+    if (d / "config.json").exists():
         hf_config = _read_json(d / "config.json")
         member = _member_for_model_type(hf_config.get("model_type", ""), d / "config.json")
         layout = member.model_cls.hf
         companions = {name: _read_json(d / name / "config.json") for name in layout.companions
                       if (d / name / "config.json").exists()}
-        config = layout.from_config(hf_config, **companions)
-    else:
-        raise PlmkitError("no config.json or plmkit.json: not a model directory", path=d)
+        return member, layout.from_config(hf_config, **companions), {}
+    raise PlmkitError("no config.json or plmkit.json: not a model directory", path=d)
+
+
+def load_model(path: str | os.PathLike) -> torch.nn.Module:
+    """A plmkit or Hugging Face model directory → the plmkit model, in eval mode."""
+    d = Path(path)
+    member, config, _ = read_model_config(d)
     weights = d / "model.safetensors"
     if not weights.exists():
         hint = " (found pickle weights, which plmkit never loads)" if (d / "pytorch_model.bin").exists() else ""
