@@ -86,11 +86,15 @@ FILES = {"classify": "classify.jsonl", "pair": "pair.jsonl", "regress": "regress
 def test_each_head_learns(body_dir, data, task, extra):
     examples = read_task(data / FILES[task], task)
     model, tok = _task_model(body_dir, task, examples, **extra)
-    batch = collate(encode(examples[:16], model, tok), tok.pad_id or 0)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    _fits_one_batch(model, collate(encode(examples[:16], model, tok), tok.pad_id or 0), lr=3e-3)
+
+
+def _fits_one_batch(model, batch, lr: float, steps: int = 15) -> None:
+    """Train on one batch: the loss must fall well below where it starts."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     losses = []
-    for _ in range(15):  # fit one batch: the loss must fall well below where it starts
+    for _ in range(steps):
         loss = model(batch)["loss"]
         opt.zero_grad()
         loss.backward()
@@ -280,17 +284,7 @@ def test_lineage_heads_learn_and_frame_their_inputs(lineage_dir, data, task):
         start, extract = tok.token_to_id(heads.GPT_TOKENS[0]), tok.token_to_id(heads.GPT_TOKENS[2])
         assert model.causal and ids[0] == start and (task == "tag" or ids[-1] == extract)
         assert model.body.embeddings.num_embeddings == model.body.config.vocab_size == tok.vocab_size
-    batch = collate(features, tok.pad_id)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    losses = []
-    for _ in range(15):
-        loss = model(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.7 * losses[0], losses
+    _fits_one_batch(model, collate(features, tok.pad_id), lr=1e-2)
 
 
 def test_elmo_pooling_reads_each_direction_end_and_ignores_padding(data, lineage_tok, tmp_path):
