@@ -72,8 +72,11 @@ def add_commands(sub) -> None:
     e = sub.add_parser("evaluate", help="score a fine-tuned model on labelled data",
                        description="Print the metrics of a model written by `plmkit finetune` on --data (same "
                                    "format as its training data); --out also writes them to a JSON file. " + _FORMATS)
-    e.add_argument("--model", required=True, metavar="DIR", help="a directory written by `plmkit finetune`")
+    e.add_argument("--model", required=True, metavar="DIR", help="a directory written by `plmkit finetune`, or "
+                   "with --task lm any language model directory")
     e.add_argument("--data", required=True, metavar="F")
+    e.add_argument("--task", choices=("lm",), help="lm: perplexity per word and bits per byte of a language model "
+                   "(n-gram included) on the text --data, as `plmkit evaluate-lm` (default: the fine-tuned task)")
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--out", metavar="F.json", help="also write the metrics to this file")
     e.add_argument("--json", action="store_true", help="print JSON")
@@ -138,6 +141,12 @@ def _labels(spec: str | None) -> list[str] | None:
 def _cmd_evaluate(a) -> int:
     from .heads import evaluate, load_finetuned
     from .tasks import read_task
+
+    if a.task == "lm":
+        from .cli_lineage import _cmd_evaluate_lm
+
+        a.window, a.stride = 512, None
+        return _cmd_evaluate_lm(a)
 
     model = load_finetuned(a.model)
     examples = read_task(a.data, model.config.task)

@@ -234,6 +234,9 @@ def test_evaluate_lm_equals_the_direct_nll(trained, tmp_path, capsys):
     assert got["tokens"] == len(stream) - 1 and got["words"] == 16
     assert got["perplexity"] == pytest.approx(math.exp(nll / 16), rel=1e-5)
     assert got["bits_per_byte"] == pytest.approx(nll / math.log(2) / text.stat().st_size, rel=1e-5)
+    # `plmkit evaluate --task lm` is the same report.
+    assert main(["evaluate", "--task", "lm", "--model", str(out), "--data", str(text), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == got
 
 
 def test_sliding_windows_score_every_token_once(corpus):
