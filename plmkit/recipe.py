@@ -72,7 +72,7 @@ def read_recipe(path: str | os.PathLike) -> dict:
         raise PlmkitError("a recipe ends with a [finetune] table", path=p)
     settings = {f.name for cls in (TrainConfig, DataOptions) for f in dataclasses.fields(cls)}
     allowed = {"general": settings | {"model", "size", "init", "corpus", "set"},
-               "domain": settings | {"corpus"}, "task": settings | {"corpus"},
+               "domain": settings | {"corpus", "init"}, "task": settings | {"corpus", "init"},
                "finetune": set(inspect.signature(finetune).parameters) - {"model", "out", "progress"} | {"compare"}}
     for name, table in recipe.items():
         bad = sorted(set(table) - allowed[name])

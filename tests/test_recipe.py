@@ -94,3 +94,7 @@ def test_recipe_errors_name_the_file(tmp_path, capsys):
     bad.write_text('[domain]\ncorpus = ["x.txt"]\n[finetune]\ntask = "classify"\ntrain = "t"\ndev = "d"\n')
     assert main(["recipe", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "add init = DIR to [domain]" in capsys.readouterr().err
+    bad.write_text('[task]\ninit = "no-such-dir"\ncorpus = ["x.txt"]\n[finetune]\ntask = "classify"\ntrain = "t"\n'
+                   'dev = "d"\n')
+    assert main(["recipe", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "no-such-dir: model directory not found" in capsys.readouterr().err  # init accepted, then checked
