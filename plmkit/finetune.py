@@ -221,14 +221,21 @@ def _plot_curve(curve: list[dict], metric: str, log_path: Path, path: Path) -> N
 
 @torch.no_grad()
 def embed(model, tokenizer, texts: list[str], pool: str = "cls", max_length: int = 512) -> torch.Tensor:
-    """Sentence vectors (N, H) from a body's last layer: "cls" takes [CLS] for a bidirectional model and the
-    last token for a causal one; "mean" averages the real tokens."""
+    """Sentence vectors (N, H) from a body's last layer: "cls" takes [CLS] for a bidirectional model, the
+    last token for a causal one, or the body's own pooling (ELMo, word2vec, context2vec: `pool_features`,
+    inputs framed by its `input_frame`, as the task heads do); "mean" averages the real tokens."""
+    from .heads.model import causal_features
+
     if pool not in ("cls", "mean"):
         raise PlmkitError(f"unknown pooling {pool!r}; choose cls or mean")
-    causal = bool(model.config.causal)
-    begin = [] if causal else [tokenizer.cls_id]
-    end = [] if causal else [tokenizer.sep_id]
-    if not causal and None in (tokenizer.cls_id, tokenizer.sep_id):
+    causal = causal_features(model)
+    if hasattr(model, "input_frame"):
+        first, _, last = model.input_frame(tokenizer)
+        begin, end = [first], [last]
+    else:
+        begin = [] if causal else [tokenizer.cls_id]
+        end = [] if causal else [tokenizer.sep_id]
+    if None in begin + end:
         raise PlmkitError("the tokenizer has no [CLS]/[SEP] tokens")
     ids = [begin + x[: max_length - len(begin) - len(end)] + end for x in tokenizer.encode_batch(texts)]
     if any(len(x) == 0 for x in ids):
@@ -242,4 +249,6 @@ def embed(model, tokenizer, texts: list[str], pool: str = "cls", max_length: int
     h = model.eval().encode(x, mask).last_hidden_state  # (N, T, H)
     if pool == "mean":
         return (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    if hasattr(model, "pool_features"):
+        return model.pool_features(h, mask)
     return h[torch.arange(len(ids)), mask.sum(1) - 1] if causal else h[:, 0]

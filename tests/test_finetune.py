@@ -309,6 +309,16 @@ def test_elmo_pooling_reads_each_direction_end_and_ignores_padding(data, lineage
     H = LINEAGE["hidden_size"]
     pooled = model.pooled(h, mask)[1]
     assert torch.equal(pooled[:H], h[1, n - 1, :H]) and torch.equal(pooled[H:], h[1, 0, H:])
+    # `plmkit embed` frames and pools a body the way the heads do.
+    from plmkit.finetune import embed
+
+    texts = [e.text for e in examples[:2]]
+    ids = [tok.doc_sep_id, *tok.encode(texts[1]), tok.doc_sep_id]
+    with torch.no_grad():
+        h1 = model.body.encode(torch.tensor([ids])).last_hidden_state[0]
+    vectors = embed(model.body, tok, texts)
+    assert vectors.shape == (2, 2 * H)
+    torch.testing.assert_close(vectors[1], torch.cat([h1[-1, :H], h1[0, H:]]), atol=1e-5, rtol=1e-5)
 
 
 def test_finetune_lineage_bodies_classify_tag_and_scalar_mix(lineage_dir, data, tmp_path):
