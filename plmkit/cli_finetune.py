@@ -145,7 +145,6 @@ def _cmd_evaluate(a) -> int:
     if a.task == "lm":
         from .cli_lineage import _cmd_evaluate_lm
 
-        a.window, a.stride = 512, None
         return _cmd_evaluate_lm(a)
 
     model = load_finetuned(a.model)

@@ -35,7 +35,9 @@ def _cmd_evaluate_lm(a) -> int:
     from . import load, load_tokenizer
     from .lm_eval import evaluate_lm
 
-    metrics = evaluate_lm(load(a.model), load_tokenizer(a.model), a.data, a.window, a.stride)
+    # `plmkit evaluate --task lm` has no --window/--stride: evaluate_lm's defaults then apply.
+    options = {k: getattr(a, k) for k in ("window", "stride") if getattr(a, k, None) is not None}
+    metrics = evaluate_lm(load(a.model), load_tokenizer(a.model), a.data, **options)
     metrics = {"model_dir": a.model, "data": a.data, **metrics}
     if a.out:
         Path(a.out).write_text(json.dumps(metrics, indent=2) + "\n")

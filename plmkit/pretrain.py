@@ -179,8 +179,8 @@ class _Init:
         if model and family.get(model).name != member.name:
             raise PlmkitError(f"--init holds a {member.name} model, not {model}", path=d)
         if model_over:
-            raise PlmkitError(f"the config of a continued model comes from --init; drop {', '.join(sorted(model_over))} "
-                              "from --set / [model]", path=d)
+            raise PlmkitError("the config of a continued model comes from --init; drop "
+                              f"{', '.join(sorted(model_over))} from --set / [model]", path=d)
         if data.tokenizer:
             raise PlmkitError("a continued model keeps the tokenizer of --init; drop --tokenizer", path=d)
         if hasattr(member.model_cls, "fit"):

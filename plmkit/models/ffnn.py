@@ -86,10 +86,16 @@ class Ffnn(nn.Module):
         x = F.pad(e, (0, 0, n - 2, 0)).unfold(1, n - 1, 1)  # (B, T, m, n − 1)
         return x.transpose(2, 3).flatten(2)
 
+    def _states(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T) → the embeddings (B, T, m), their n − 1-token windows (B, T, (n − 1)·m) and the hidden
+        layer (B, T, h)."""
+        e = self.dropout(self.embeddings(input_ids))
+        x = self._window(e)
+        return e, x, torch.tanh(self.hidden(x))
+
     def forward(self, input_ids: torch.Tensor, attention_mask=None, token_type_ids=None, **_) -> ModelOutput:
         """(B, T) → logits (B, T, V) for the token after each position, from the n − 1 tokens ending there."""
-        x = self._window(self.dropout(self.embeddings(input_ids)))  # (B, T, (n − 1)·m)
-        h = torch.tanh(self.hidden(x))  # (B, T, h)
+        _, x, h = self._states(input_ids)
         logits = self.output(self.dropout(h))
         if self.direct is not None:
             logits = logits + self.direct(x)
@@ -99,8 +105,7 @@ class Ffnn(nn.Module):
                token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False, **_) -> ModelOutput:
         """(B, T) → the hidden layer (B, T, h) under the softmax; hidden_states: the embeddings (B, T, m), then
         the hidden layer. Every state reads only tokens to its left, so the mask is not needed."""
-        e = self.dropout(self.embeddings(input_ids))  # (B, T, m)
-        h = torch.tanh(self.hidden(self._window(e)))  # (B, T, h)
+        e, _, h = self._states(input_ids)
         return ModelOutput(last_hidden_state=h, hidden_states=(e, h) if output_hidden_states else None)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
