@@ -9,14 +9,23 @@ made, turned in place into the softmax, and the gradients with respect to h, W a
 stored gradients by the incoming one. The result equals F.cross_entropy(h @ W.T + b, labels) and its
 gradients up to float rounding; the matmul FLOPs are the same (one forward, two backward products).
 
-Shape legend: N = positions, H = hidden size, V = vocabulary.
+Two layout choices make the products run near the matmul peak on CPU (measured with MKL on 2 cores, V =
+30,522, H = 256): a chunk's logits are made vocabulary-major, (V, n) = W hᵀ, which runs at ~190 GFLOP/s
+where the position-major h Wᵀ runs at ~115 (its inner dimension H is short); and n is a multiple of 16,
+since an odd n (614 masked positions, say) drops the product back to ~115. Positions are padded up to
+that multiple with uncounted rows, and one buffer serves every chunk (a fresh 100 MiB tensor per chunk
+costs more in page faults than its exp does).
+
+Shape legend: N = positions, H = hidden size, V = vocabulary, n = positions in a chunk.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 IGNORE = -100  # labels to leave out of the loss, as in F.cross_entropy
+ALIGN = 16  # positions per chunk are a multiple of this (see the module docstring)
 
 
 def lm_cross_entropy(h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
@@ -29,7 +38,10 @@ def lm_cross_entropy(h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor
         dtype = torch.get_autocast_dtype(h.device.type)
         h2, weight = h2.to(dtype), weight.to(dtype)
         bias = bias.to(dtype) if bias is not None else None
-    rows = max(1, chunk_bytes // (4 * weight.shape[0]))
+    pad = -h2.shape[0] % ALIGN
+    if pad:  # uncounted rows: their logits' gradient is zero, and their grad_h is cut off again by autograd
+        h2, y = F.pad(h2, (0, 0, 0, pad)), F.pad(y, (0, pad), value=IGNORE)
+    rows = max(ALIGN, chunk_bytes // (4 * weight.shape[0]) // ALIGN * ALIGN)
     with torch.autocast(h.device.type, enabled=False):
         return _LMCrossEntropy.apply(h2, weight, bias, y, rows)
 
@@ -45,26 +57,38 @@ class _LMCrossEntropy(torch.autograd.Function):
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if ctx.needs_input_grad[1] else None
         grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=h.device) \
             if bias is not None and ctx.needs_input_grad[2] else None
+        V = weight.shape[0]
+        buf = torch.empty(V * min(rows, h.shape[0]), dtype=torch.float32, device=h.device)
         for start in range(0, h.shape[0], rows):
             hc, yc, vc = h[start:start + rows], labels[start:start + rows], valid[start:start + rows]
-            logits = (hc @ weight.T if bias is None else torch.addmm(bias, hc, weight.T)).float()  # (n, V)
-            target = yc.clamp(min=0).unsqueeze(1)
-            lse = torch.logsumexp(logits, dim=1)
-            loss += ((lse - logits.gather(1, target).squeeze(1)) * vc).sum()
+            logits = buf[:V * hc.shape[0]].view(V, -1)  # (V, n), vocabulary-major, contiguous
+            if h.dtype == torch.float32:
+                if bias is None:
+                    torch.mm(weight, hc.T, out=logits)
+                else:
+                    torch.addmm(bias.unsqueeze(1), weight, hc.T, out=logits)
+            else:
+                logits.copy_(weight @ hc.T if bias is None else torch.addmm(bias.unsqueeze(1), weight, hc.T))
+            target = yc.clamp(min=0).unsqueeze(0)  # (1, n)
+            picked = logits.gather(0, target)  # (1, n): the label's logit
+            top = logits.amax(0, keepdim=True)  # (1, n): shifts exp into range
+            p = logits.sub_(top).exp_()  # exp(z − max), in place of the logits
+            total = p.sum(0, keepdim=True)  # (1, n)
+            loss += ((top + total.log() - picked) * vc).sum()  # log-sum-exp − z_label, counted rows
             if not need_grad:
                 continue
-            p = logits.sub_(lse.unsqueeze(1)).exp_()  # the softmax, in place of the logits
-            p.scatter_add_(1, target, -vc.to(p.dtype).unsqueeze(1))  # − one-hot at counted positions
-            p.mul_((vc / count).unsqueeze(1))  # ∂ mean loss / ∂ logits; uncounted rows become 0
+            scale = (vc / count).unsqueeze(0)  # (1, n); uncounted rows become 0
+            p.mul_(scale / total)  # ∂ mean loss / ∂ logits = (softmax − one-hot) / count
+            p.scatter_add_(0, target, -scale)
             pc = p.to(h.dtype)
             if grad_h is not None:
-                torch.mm(pc, weight, out=grad_h[start:start + rows])
+                torch.mm(pc.T, weight, out=grad_h[start:start + rows])
             if grad_w is not None and h.dtype == torch.float32:
-                grad_w.addmm_(pc.T, hc)
+                grad_w.addmm_(pc, hc)
             elif grad_w is not None:  # a bf16 product, summed over chunks in float32
-                grad_w += pc.T @ hc
+                grad_w += pc @ hc
             if grad_b is not None:
-                grad_b += p.sum(0)
+                grad_b += p.sum(1)
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
         return loss / count

@@ -105,10 +105,13 @@ class Bert(Gpt):
             bias[:n] = old[:n]
             self.mlm_bias = nn.Parameter(bias)
 
-    def lm_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """(…, H) → (…, V): dense + GELU + LayerNorm, then the tied embedding and an output bias."""
-        h = self.mlm_norm(ACTIVATIONS[self.config.activation](self.mlm_transform(h)))
-        return super().lm_logits(h) + self.mlm_bias
+    def lm_features(self, h: torch.Tensor) -> torch.Tensor:
+        """(…, H) → (…, E): dense + GELU + LayerNorm before the tied decoder."""
+        return self.mlm_norm(ACTIVATIONS[self.config.activation](self.mlm_transform(h)))
+
+    def lm_decoder(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The tied embedding plus an output bias."""
+        return self.embeddings.tokens.weight, self.mlm_bias
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, **kwargs) -> ModelOutput:

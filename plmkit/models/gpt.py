@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import PlmkitError
 from ..family import register
@@ -76,23 +77,32 @@ class Gpt(Transformer):
     def build_heads(self) -> None:
         """GPT's only pre-training head is the LM head, tied to the token embedding: nothing to build."""
 
+    def lm_features(self, h: torch.Tensor) -> torch.Tensor:
+        """(…, H) → (…, E): what the output layer reads; GPT's is the last hidden state itself."""
+        return h
+
+    def lm_decoder(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The output layer's (V, E) weight and (V,) bias or None: the tied token embedding, no bias."""
+        return self.embeddings.tokens.weight, None
+
     def lm_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """(…, H) → (…, V) through the tied token embedding."""
-        return h @ self.embeddings.tokens.weight.T
+        """(…, H) → (…, V): the output layer on the LM features."""
+        return F.linear(self.lm_features(h), *self.lm_decoder())
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, *, logits_at: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, output_hidden_states: bool = False,
                 output_attentions: bool = False, attn_impl: str = "sdpa") -> ModelOutput:
         """logits_at: optional (B, T) bool; when given, logits are (M, V) at its M True positions only,
-        which saves the vocabulary projection everywhere else. labels: optional (B, T) next-token ids
-        (-100 = not counted); when given, `loss` is their mean cross-entropy, computed chunk by chunk
-        without the full logits (plmkit.layers.lm_loss), and `logits` is None."""
+        which saves the vocabulary projection everywhere else. labels: optional target ids, (B, T) or (M,)
+        with `logits_at` (-100 = not counted); when given, `loss` is their mean cross-entropy, computed
+        chunk by chunk without the logits (plmkit.layers.lm_loss), and `logits` is None."""
         out = self.encode(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
                           attn_impl)
-        h = out.last_hidden_state
+        h = out.last_hidden_state if logits_at is None else out.last_hidden_state[logits_at]
         if labels is not None:
-            out.loss = lm_cross_entropy(h, self.embeddings.tokens.weight, labels)
-            return out
-        out.logits = self.lm_logits(h if logits_at is None else h[logits_at])
+            weight, bias = self.lm_decoder()
+            out.loss = lm_cross_entropy(self.lm_features(h), weight, labels, bias)
+        else:
+            out.logits = self.lm_logits(h)
         return out

@@ -76,9 +76,10 @@ class MaskedLM(Objective):
 
     def _mlm(self, model, batch):
         # Decode the vocabulary only at the masked positions: the rest of the logits would be thrown away.
-        out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], logits_at=batch["masked"])
-        loss = F.cross_entropy(out.logits.float(), batch["labels"])  # logits: (M, V)
-        return out, loss
+        # The model computes the loss there itself, without holding the (M, V) logits.
+        out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], logits_at=batch["masked"],
+                    labels=batch["labels"])
+        return out, out.loss
 
     def step(self, model, batch):
         _, loss = self._mlm(model, batch)
