@@ -89,6 +89,27 @@ def test_each_head_learns(body_dir, data, task, extra):
     _fits_one_batch(model, collate(encode(examples[:16], model, tok), tok.pad_id or 0), lr=3e-3)
 
 
+@pytest.mark.parametrize("task", ["classify", "pair", "choice"])
+def test_sequence_heads_compute_the_last_layer_only_where_they_pool(body_dir, data, task):
+    """[CLS] (BERT) or the [extract] token (GPT) alone in the last layer: the same logits and gradients as
+    the whole last layer, on padded batches."""
+    examples = read_task(data / FILES[task], task)
+    model, tok = _task_model(body_dir, task, examples)
+    assert model.rows_only
+    batch = collate(encode(examples[:8], model, tok), tok.pad_id or 0)
+    assert not batch["attention_mask"].all()
+    grads = []
+    for rows_only in (True, False):
+        model.rows_only = rows_only
+        model.zero_grad()
+        out = model(batch)
+        out["loss"].backward()
+        grads.append((out["logits"].detach(), model.body.layers[0].attn.qkv.weight.grad.clone()))
+    (fast, g_fast), (full, g_full) = grads
+    torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(g_fast, g_full, atol=1e-6, rtol=1e-4)
+
+
 def _fits_one_batch(model, batch, lr: float, steps: int = 15) -> None:
     """Train on one batch: the loss must fall well below where it starts."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr)

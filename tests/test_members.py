@@ -121,6 +121,9 @@ def test_member_runs_its_parents_tests(member):
         at = torch.zeros_like(x, dtype=torch.bool)
         at[0, 3] = at[2, 5] = True
         assert _close(model(x, logits_at=at).logits, fast.logits[at]) < 1e-6
+        rows = torch.tensor([0, 16, 7])  # the last layer at one position per sequence only
+        assert _close(model.encode(x, rows=rows).last_hidden_state[:, 0],
+                      model.encode(x).last_hidden_state[torch.arange(3), rows]) < 1e-5
 
 
 def test_member_config_is_its_parents_plus_a_diff(member):

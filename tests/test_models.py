@@ -105,6 +105,23 @@ def test_eager_path_equals_sdpa_and_returns_weights(member):
         model(x, output_attentions=True)  # the fast path never switches silently
 
 
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_rows_compute_the_last_layer_at_one_position_only(member, impl):
+    """encode(rows=…) gives, at each sequence's row, what the full encode gives there (padding included)."""
+    model, _ = member
+    x = _ids()
+    mask = torch.ones_like(x)
+    mask[1, 12:] = mask[2, 5:] = 0
+    rows = torch.tensor([16, 11, 0])
+    with torch.no_grad():
+        full = model.encode(x, mask, attn_impl=impl).last_hidden_state
+        one = model.encode(x, mask, attn_impl=impl, rows=rows, output_attentions=impl == "eager")
+    assert one.last_hidden_state.shape == (3, 1, 32)
+    assert (one.last_hidden_state[:, 0] - full[torch.arange(3), rows]).abs().max() < 1e-5
+    if impl == "eager":
+        assert one.attentions[-1].shape == (3, 4, 1, 17)
+
+
 def test_gpt_is_causal_and_bert_is_not():
     torch.manual_seed(0)
     x = _ids()

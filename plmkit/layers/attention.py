@@ -27,23 +27,33 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(hidden_size, hidden_size)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None, impl: str = "sdpa",
-                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: (B, T, H); key_mask: (B, T) bool, True = attend. Returns (B, T, H) and (B, N, T, T) or None."""
+                need_weights: bool = False, rows: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, T, H); key_mask: (B, T) bool, True = attend. Returns (B, T, H) and (B, N, T, T) or None.
+        rows: optional (B,) long, one position per sequence: only its query attends (keys and values come
+        from every position), and the output is (B, 1, H), weights (B, N, 1, T)."""
         B, T, H = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 × (B, N, T, D)
+        N, D = self.num_heads, self.head_dim
+        causal = self.causal
+        q, k, v = self.qkv(x).view(B, T, 3, N, D).permute(2, 0, 3, 1, 4)  # 3 × (B, N, T, D)
+        if rows is not None:
+            q = q[torch.arange(B, device=x.device), :, rows].unsqueeze(2)  # (B, N, 1, D)
+            if causal:  # the query at row r sees keys 0…r
+                seen = torch.arange(T, device=x.device) <= rows[:, None]  # (B, T)
+                key_mask, causal = (seen if key_mask is None else key_mask & seen), False
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T)
         p = self.dropout if self.training else 0.0
         if impl == "sdpa":
             if need_weights:
                 raise ValueError("attention weights need impl='eager'; the SDPA path does not return them")
-            if self.causal and mask is not None:
+            if causal and mask is not None:
                 mask = mask & torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
-                                               is_causal=self.causal and mask is None)  # (B, N, T, D)
+                                               is_causal=causal and mask is None)  # (B, N, T, D)
             weights = None
         elif impl == "eager":
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, N, T, T)
-            if self.causal:
+            if causal:
                 scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(), float("-inf"))
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
@@ -51,5 +61,5 @@ class SelfAttention(nn.Module):
             y = F.dropout(weights, p, self.training) @ v  # (B, N, T, D)
         else:
             raise ValueError(f"unknown attention impl {impl!r}; choose from {IMPLEMENTATIONS}")
-        y = y.transpose(1, 2).reshape(B, T, H)
+        y = y.transpose(1, 2).reshape(B, -1, H)
         return self.out(y), (weights if need_weights else None)

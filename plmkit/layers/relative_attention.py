@@ -38,8 +38,14 @@ class RelativeSelfAttention(SelfAttention):
         return self.table[(pos[None, :] - pos[:, None]).clamp(-K, K) + K]
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None, impl: str = "sdpa",
-                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: (B, T, H); key_mask: (B, T) bool, True = attend. Returns (B, T, H) and (B, N, T, T) or None."""
+                need_weights: bool = False, rows: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, T, H); key_mask: (B, T) bool, True = attend. Returns (B, T, H) and (B, N, T, T) or None.
+        rows: as in SelfAttention; here every query is still computed and the rows are picked after."""
+        if rows is not None:
+            y, weights = self.forward(x, key_mask, impl, need_weights)
+            b = torch.arange(x.shape[0], device=x.device)
+            return y[b, rows].unsqueeze(1), (weights[b, :, rows].unsqueeze(2) if need_weights else None)
         B, T, H = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 × (B, N, T, D)
         a = self.relative(T).to(q.dtype)  # (T, T, D)

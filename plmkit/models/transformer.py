@@ -121,8 +121,13 @@ class Transformer(nn.Module):
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
-               output_attentions: bool = False, attn_impl: str = "sdpa") -> ModelOutput:
-        """input_ids, attention_mask (1 = real token), token_type_ids: (B, T) → hidden states (B, T, H)."""
+               output_attentions: bool = False, attn_impl: str = "sdpa", rows: torch.Tensor | None = None
+               ) -> ModelOutput:
+        """input_ids, attention_mask (1 = real token), token_type_ids: (B, T) → hidden states (B, T, H).
+        rows: optional (B,) long, the one position per sequence a sequence-level head reads ([CLS], or a
+        causal model's last token); the last layer is then computed there only, and last_hidden_state
+        (like the last of hidden_states) is (B, 1, H). The earlier layers run at every position, since
+        the last one's keys and values need them."""
         if attn_impl not in IMPLEMENTATIONS:
             raise ValueError(f"unknown attn_impl {attn_impl!r}; choose from {IMPLEMENTATIONS}")
         T = input_ids.shape[1]
@@ -131,8 +136,9 @@ class Transformer(nn.Module):
         key_mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
         x = self.embed(input_ids, token_type_ids)
         hidden, attentions = [x], []
-        for layer in self.stack():
-            x, w = layer(x, key_mask, attn_impl, output_attentions)
+        stack = self.stack()
+        for i, layer in enumerate(stack):
+            x, w = layer(x, key_mask, attn_impl, output_attentions, rows if i == len(stack) - 1 else None)
             hidden.append(x)
             attentions.append(w)
         if self.final_norm is not None:
