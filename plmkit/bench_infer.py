@@ -3,9 +3,9 @@
 Three variants score the same examples with the same weights, in alternating timed rounds after a
 warm-up (a round is one pass over the examples, tokenization included):
   plmkit fp32  `plmkit.heads.evaluate`, exactly what `plmkit evaluate` runs: batches of similar lengths.
-  plmkit int8  the same after dynamic quantization of every nn.Linear: int8 weights (a scale per output
-               channel), activations quantized per batch on the fly (Jacob et al. 2018, arXiv:1712.05877;
-               torch's `quantize_dynamic`); embeddings, LayerNorm and attention stay fp32.
+  plmkit int8  the same after `plmkit.compress.quantize_int8` (dynamic quantization of every nn.Linear:
+               int8 weights, a scale per output channel; activations quantized per batch on the fly), which
+               is what `plmkit evaluate --int8` and `plmkit predict --int8` run.
   peer         `<Member>ForSequenceClassification.from_pretrained(DIR, attn_implementation="sdpa")`, its
                classifier set from plmkit's head, run as a transformers user runs batch inference: the
                tokenizer pads each batch to its longest, in dataset order, under torch.inference_mode.
@@ -17,13 +17,12 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
+from .compress import quantize_int8
 from .errors import PlmkitError
 
 # The transformers class each body is compared with, and how plmkit's head maps onto its classifier:
@@ -31,23 +30,6 @@ from .errors import PlmkitError
 # dense → tanh → out_proj on <s>, which is plmkit's pooler followed by its linear head.
 INFER_PEERS = {"bert": "BertForSequenceClassification", "albert": "AlbertForSequenceClassification",
                "roberta": "RobertaForSequenceClassification"}
-
-
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """`model` with every nn.Linear replaced, in place, by a dynamically quantized int8 one (CPU): weights
-    int8 with one scale per output channel (one per tensor loses 1.9 points of accuracy where this loses
-    0.3 on the spam dev set; same speed), activations int8 with a scale computed per batch."""
-    try:
-        with warnings.catch_warnings():
-            # torch >= 2.10 marks torch.ao.quantization deprecated in favour of torchao; it still works.
-            warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated")
-            warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated")
-            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-            return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
-    except ImportError:
-        raise PlmkitError(f"torch {torch.__version__} has no torch.ao.quantization.quantize_dynamic "
-                          "for int8 inference") from None
 
 
 def bench_infer(model_dir: str, data: str | None = None, task: str | None = None, batch_size: int = 32,

@@ -94,6 +94,29 @@ def test_infer_plmkit_int8_and_peer_score_the_same_examples(finetuned, task_file
     assert r["padded_tokens"] <= r["peer_padded_tokens"]  # batches of similar lengths never pad more
 
 
+def test_evaluate_and_predict_int8(finetuned, task_files, capsys):
+    """--int8 runs plmkit.compress.quantize_int8: every linear layer quantized, predictions close to fp32."""
+    from torch import nn
+
+    from plmkit.compress import quantize_int8
+    from plmkit.heads import load_finetuned
+
+    q = quantize_int8(load_finetuned(str(finetuned)))
+    assert not any(type(m) is nn.Linear for m in q.modules())
+    dev = str(task_files / "dev.jsonl")
+    results = {}
+    for flags in ([], ["--int8"]):
+        assert main(["evaluate", "--model", str(finetuned), "--data", dev, "--json", *flags]) == 0
+        metrics = json.loads(capsys.readouterr().out)
+        assert main(["predict", "--model", str(finetuned), "--data", dev, *flags]) == 0
+        labels = [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()]
+        results[bool(flags)] = metrics, labels
+    (fp32, fp32_labels), (int8, int8_labels) = results[False], results[True]
+    assert len(int8_labels) == len(fp32_labels) == 48
+    assert sum(a == b for a, b in zip(int8_labels, fp32_labels)) >= 0.8 * 48
+    assert abs(int8["accuracy"] - fp32["accuracy"]) <= 0.2
+
+
 @pytest.mark.parametrize("member", ["albert", "roberta"])
 def test_infer_peer_computes_the_same_logits(member, task_files, corpus, tmp_path):
     d = _classifier(member, task_files, corpus, tmp_path / member)
