@@ -1,5 +1,5 @@
 """Regenerate the results section of bench/README.md: `python bench/run.py [--only pretrain|infer|data]`
-(roughly 15-20 minutes on 2 idle CPU cores: pretrain 10, infer 6, data 1; `--only` reruns one table and
+(roughly 15-20 minutes on 2 idle CPU cores: pretrain 12, infer 4, data 1; `--only` reruns one table and
 keeps the others).
 
 pretrain: each row is one `plmkit bench pretrain` run, plmkit and its transformers peer trained in the same
@@ -27,6 +27,7 @@ PRETRAIN_RUNS = [  # (member, size, precision)
     ("bert", "mini", "fp32"),
     ("bert", "mini", "bf16"),
     ("gpt2", "mini", "fp32"),
+    ("gpt2", "mini", "bf16"),
     ("gpt", "mini", "fp32"),
     ("bert", "medium", "fp32"),
 ]
