@@ -57,18 +57,20 @@ class _LMCrossEntropy(torch.autograd.Function):
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if ctx.needs_input_grad[1] else None
         grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=h.device) \
             if bias is not None and ctx.needs_input_grad[2] else None
-        V = weight.shape[0]
-        buf = torch.empty(V * min(rows, h.shape[0]), dtype=torch.float32, device=h.device)
+        V, size = weight.shape[0], weight.shape[0] * min(rows, h.shape[0])
+        buf = torch.empty(size, dtype=torch.float32, device=h.device)
+        # Products in a lower precision (bf16 autocast) go through a buffer of that dtype.
+        low = torch.empty(size, dtype=h.dtype, device=h.device) if h.dtype != torch.float32 else None
         for start in range(0, h.shape[0], rows):
             hc, yc, vc = h[start:start + rows], labels[start:start + rows], valid[start:start + rows]
             logits = buf[:V * hc.shape[0]].view(V, -1)  # (V, n), vocabulary-major, contiguous
-            if h.dtype == torch.float32:
-                if bias is None:
-                    torch.mm(weight, hc.T, out=logits)
-                else:
-                    torch.addmm(bias.unsqueeze(1), weight, hc.T, out=logits)
+            out = logits if low is None else low[:logits.numel()].view_as(logits)
+            if bias is None:
+                torch.mm(weight, hc.T, out=out)
             else:
-                logits.copy_(weight @ hc.T if bias is None else torch.addmm(bias.unsqueeze(1), weight, hc.T))
+                torch.addmm(bias.unsqueeze(1), weight, hc.T, out=out)
+            if low is not None:
+                logits.copy_(out)
             target = yc.clamp(min=0).unsqueeze(0)  # (1, n)
             picked = logits.gather(0, target)  # (1, n): the label's logit
             top = logits.amax(0, keepdim=True)  # (1, n): shifts exp into range
@@ -80,7 +82,7 @@ class _LMCrossEntropy(torch.autograd.Function):
             scale = (vc / count).unsqueeze(0)  # (1, n); uncounted rows become 0
             p.mul_(scale / total)  # ∂ mean loss / ∂ logits = (softmax − one-hot) / count
             p.scatter_add_(0, target, -scale)
-            pc = p.to(h.dtype)
+            pc = p if low is None else out.copy_(p)
             if grad_h is not None:
                 torch.mm(pc.T, weight, out=grad_h[start:start + rows])
             if grad_w is not None and h.dtype == torch.float32:
