@@ -17,7 +17,9 @@ features may be wider than its config's hidden_size (ELMo: [→h; ←h]). Option
 (False when the LM is causal but its features read both ways, as ELMo's), `input_frame(tokenizer)` →
 (begin, delimiter, end) ids in place of [CLS]/[SEP], `pool_features(h, attention_mask)` in place of the
 [CLS]/last-token rule, `layer_groups()` (bottom to top, for ULMFiT; else `embeddings` and `layers`), and
-`init_weights()`/`resize_token_embeddings(n)` for --from-scratch and GPT's added tokens.
+`init_weights()`/`resize_token_embeddings(n)` for --from-scratch and GPT's added tokens. A body whose
+`encode` takes `rows` (the transformers) computes its last layer only at the position a sequence-level
+head pools.
 
 Shape legend: B = batch, K = views or options per example, T = sequence length, H = hidden size,
 C = labels, W = words per sentence.
