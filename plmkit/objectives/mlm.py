@@ -77,13 +77,11 @@ class MaskedLM(Objective):
     def _mlm(self, model, batch):
         # Decode the vocabulary only at the masked positions: the rest of the logits would be thrown away.
         # The model computes the loss there itself, without holding the (M, V) logits.
-        out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], logits_at=batch["masked"],
-                    labels=batch["labels"])
-        return out, out.loss
+        return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], logits_at=batch["masked"],
+                     labels=batch["labels"])
 
     def step(self, model, batch):
-        _, loss = self._mlm(model, batch)
-        return {"loss": loss, "tokens": int(batch["attention_mask"].sum())}
+        return {"loss": self._mlm(model, batch).loss, "tokens": int(batch["attention_mask"].sum())}
 
 
 class MaskedLMWithNSP(MaskedLM):
@@ -112,7 +110,8 @@ class MaskedLMWithNSP(MaskedLM):
         return {"input_ids": ids, "attention_mask": attn, "token_type_ids": types, "next_sentence_label": nsp}
 
     def step(self, model, batch):
-        out, mlm_loss = self._mlm(model, batch)
+        out = self._mlm(model, batch)
+        mlm_loss = out.loss
         nsp_logits = out.seq_relationship_logits.float()  # (B, 2)
         nsp_loss = F.cross_entropy(nsp_logits, batch["next_sentence_label"])
         nsp_acc = (nsp_logits.argmax(-1) == batch["next_sentence_label"]).float().mean()
