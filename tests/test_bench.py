@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from plmkit.bench import bench_pretrain
-from plmkit.bench_data import bench_data
-from plmkit.bench_infer import bench_infer
+from plmkit.bench.pretrain import bench_pretrain
+from plmkit.bench.data import bench_data
+from plmkit.bench.infer import bench_infer
 from plmkit.cli import main
 from plmkit.errors import PlmkitError
 
@@ -69,8 +69,8 @@ def _classifier(member: str, task_files, corpus, out):
 
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory, task_files, corpus):
-    """A tiny BERT fine-tuned for a few steps by plmkit.finetune (which records its dev file)."""
-    from plmkit.finetune import finetune
+    """A tiny BERT fine-tuned for a few steps by plmkit.workflows.finetune (which records its dev file)."""
+    from plmkit.workflows.finetune import finetune
 
     d = tmp_path_factory.mktemp("infer-model")
     _classifier("bert", task_files, corpus, d / "body")

@@ -12,13 +12,13 @@ import torch
 
 from plmkit import heads, load
 from plmkit.cli import main
-from plmkit.finetune import GradualUnfreezing, finetune
+from plmkit.workflows.finetune import GradualUnfreezing, finetune
 from plmkit.heads import HeadConfig, build, collate, encode, load_finetuned, save_finetuned
 from plmkit.interop.hf import save_model
 from plmkit.models.bert import Bert, BertConfig
 from plmkit.models.gpt import Gpt, GptConfig
 from plmkit.models.word2vec import init_input_embeddings
-from plmkit.tasks import read_task
+from plmkit.data.tasks import read_task
 from plmkit.tokenizers import load_tokenizer, train_tokenizer
 
 TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=128, max_positions=128)
@@ -68,7 +68,7 @@ def body_dir(request, data, tmp_path_factory):
 
 
 def _task_model(body_dir, task, examples, **kw):
-    from plmkit.tasks import LabelSet
+    from plmkit.data.tasks import LabelSet
 
     tok = load_tokenizer(body_dir)
     labels = tuple(LabelSet.discover(examples, task).labels)
@@ -331,7 +331,7 @@ def test_elmo_pooling_reads_each_direction_end_and_ignores_padding(data, lineage
     pooled = model.pooled(h, mask)[1]
     assert torch.equal(pooled[:H], h[1, n - 1, :H]) and torch.equal(pooled[H:], h[1, 0, H:])
     # `plmkit embed` frames and pools a body the way the heads do.
-    from plmkit.finetune import embed
+    from plmkit.heads import embed
 
     texts = [e.text for e in examples[:2]]
     ids = [tok.doc_sep_id, *tok.encode(texts[1]), tok.doc_sep_id]
@@ -456,7 +456,7 @@ def test_scalar_mix_needs_layers_of_one_width(data, lineage_tok, tmp_path):
 
 
 def test_quickstart_tiny(tmp_path, capsys):
-    from plmkit.quickstart import quickstart
+    from plmkit.workflows.quickstart import quickstart
 
     report = quickstart(str(tmp_path / "qs"), steps=3, tiny=True)
     saved = json.loads((tmp_path / "qs" / "report.json").read_text())

@@ -11,7 +11,7 @@ import torch
 from plmkit import family, load_tokenizer
 from plmkit.cli import main
 from plmkit.interop.hf import load_model, save_model
-from plmkit.lm_eval import evaluate_lm, next_token_logprobs
+from plmkit.evaluation.lm import evaluate_lm, next_token_logprobs
 from plmkit.models.ngram import Ngram, NgramConfig
 
 NEURAL = ["ffnn", "rnn", "lstm", "elmo"]
@@ -281,7 +281,7 @@ def test_evaluate_lm_on_gpt(corpus, tmp_path):
 # --- word2vec -------------------------------------------------------------------------------------------
 
 def test_probes_on_vectors_built_by_hand(tmp_path):
-    from plmkit.word_probes import _ranks, analogies, similarity
+    from plmkit.evaluation.word_probes import _ranks, analogies, similarity
 
     vocab = {"<unk>": 0, "athens": 1, "greece": 2, "rome": 3, "italy": 4, "noise": 5}
     e = np.zeros((6, 4))
@@ -304,7 +304,7 @@ def test_word2vec_trains_probes_and_initialises_embeddings(corpus, shared_data, 
     from plmkit.models.gpt import Gpt, GptConfig
     from plmkit.models.word2vec import init_input_embeddings
     from plmkit.tokenizers import train_tokenizer
-    from plmkit.word_probes import probe
+    from plmkit.evaluation.word_probes import probe
 
     out = tmp_path / "w2v"
     assert main(["-q", "pretrain", "--model", "word2vec", "--corpus", str(corpus), "--out", str(out),

@@ -11,8 +11,8 @@ from plmkit import family, load_tokenizer
 from plmkit.cli import main
 from plmkit.errors import PlmkitError
 from plmkit.interop.hf import load_model, save_model
-from plmkit.lm_eval import next_token_logprobs
-from plmkit.pretrain import pretrain
+from plmkit.evaluation.lm import next_token_logprobs
+from plmkit.workflows.pretrain import pretrain
 
 MEMBERS = ["awd-lstm", "sa-lstm", "context2vec"]
 TINY = {"embedding_size": 32, "hidden_size": 32}

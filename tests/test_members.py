@@ -10,7 +10,7 @@ import torch
 import plmkit
 from plmkit import family
 from plmkit.interop.hf import save_model
-from plmkit.pretrain import pretrain
+from plmkit.workflows.pretrain import pretrain
 
 transformers = pytest.importorskip("transformers")
 

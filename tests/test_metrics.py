@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from plmkit.layers.crf import CRF
-from plmkit.metrics import Classification, Regression, SquadQA, Tagging, bio_spans, is_bio
+from plmkit.evaluation.metrics import Classification, Regression, SquadQA, Tagging, bio_spans, is_bio
 
 
 def test_classification_in_batches():

@@ -8,7 +8,7 @@ import torch
 import plmkit
 from plmkit.cli import main
 from plmkit.errors import PlmkitError
-from plmkit.pretrain import pretrain
+from plmkit.workflows.pretrain import pretrain
 
 TINY = dict(steps=4, batch_size=4, log_every=1)
 DATA = dict(seq_len=32, vocab_size=600)

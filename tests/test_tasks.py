@@ -6,7 +6,7 @@ import json
 import pytest
 
 from plmkit.errors import PlmkitError
-from plmkit.tasks import LabelSet, align_words, first_subtoken_labels, read_task
+from plmkit.data.tasks import LabelSet, align_words, first_subtoken_labels, read_task
 from plmkit.tokenizers import train_tokenizer
 
 
@@ -123,7 +123,7 @@ def test_line_separators_inside_json_and_newlines_inside_csv(tmp_path):
 
 
 def test_labels_flag_reads_a_list_or_a_file(tmp_path):
-    from plmkit.cli_finetune import _labels
+    from plmkit.cli.finetune import _labels
 
     assert _labels("pos, neg,") == ["pos", "neg"] and _labels(None) is None
     (tmp_path / "tags.txt").write_text("NN\n,\n\nVB\n")

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import PlmkitError
 from .inputs import collate, encode, evaluate
 from .model import GPT_TOKENS, HeadConfig, TaskModel, causal_features
+from .pooling import embed
 
 HEAD_WEIGHTS, HEAD_CONFIG = "head.safetensors", "head.json"
 
@@ -70,4 +71,5 @@ def load_finetuned(directory: str | os.PathLike) -> TaskModel:
     return model.eval()
 
 
-__all__ = ["HeadConfig", "TaskModel", "build", "collate", "encode", "evaluate", "load_finetuned", "save_finetuned"]
+__all__ = ["HeadConfig", "TaskModel", "build", "collate", "embed", "encode", "evaluate", "load_finetuned",
+           "save_finetuned"]

@@ -16,8 +16,8 @@ import dataclasses
 import torch
 
 from ..errors import PlmkitError
-from ..metrics import Classification, Regression, SquadQA, Tagging, is_bio
-from ..tasks import Example, align_words, first_subtoken_labels
+from ..evaluation.metrics import Classification, Regression, SquadQA, Tagging, is_bio
+from ..data.tasks import Example, align_words, first_subtoken_labels
 
 MAX_ANSWER_TOKENS = 30  # longest answer span considered, as in BERT's run_squad.py
 

@@ -38,7 +38,7 @@ from ..config import Config
 from ..errors import PlmkitError
 from ..layers.crf import CRF
 from ..layers.scalar_mix import ScalarMix
-from ..tasks import TASKS
+from ..data.tasks import TASKS
 
 FEATURES = ("finetune", "scalar-mix")
 GPT_TOKENS = ("<|start|>", "<|delim|>", "<|extract|>")  # GPT's fine-tuning tokens, added to its vocabulary

@@ -14,7 +14,6 @@ The logits of plmkit and the peer are compared on the first two batches (same fu
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -22,8 +21,9 @@ from typing import Any
 
 import torch
 
-from .compress import quantize_int8
-from .errors import PlmkitError
+from ..compress import quantize_int8
+from ..errors import PlmkitError
+from .common import quiet_transformers, transformers_module
 
 # The transformers class each body is compared with, and how plmkit's head maps onto its classifier:
 # BERT and ALBERT put a linear classifier on the tanh pooler, as plmkit does; RoBERTa's head is
@@ -38,8 +38,8 @@ def bench_infer(model_dir: str, data: str | None = None, task: str | None = None
     """Examples/s, tokens/s and dev accuracy of plmkit fp32, plmkit int8 and (with `vs_hf`) the peer on
     the examples of `data` (default: the dev file recorded when the model was fine-tuned); `limit`
     takes the first N examples. Returns the measurements."""
-    from .heads import load_finetuned
-    from .tasks import read_task
+    from ..heads import load_finetuned
+    from ..data.tasks import read_task
 
     if batch_size < 1 or rounds < 1 or (limit is not None and limit < 1):
         raise PlmkitError("batch size, rounds and limit must be at least 1")
@@ -141,7 +141,7 @@ class _Ours:
         model.register_forward_pre_hook(count)
 
     def run(self, examples) -> list[int]:
-        from .heads import evaluate
+        from ..heads import evaluate
 
         _, preds = evaluate(self.model, self.model.tokenizer, examples, batch_size=self.batch_size, path=self.path)
         labels = self.cfg.labels
@@ -149,8 +149,8 @@ class _Ours:
 
     def logits(self, examples) -> torch.Tensor:
         """(N, C) in example order."""
-        from .heads import collate, encode
-        from .heads.inputs import Format
+        from ..heads import collate, encode
+        from ..heads.inputs import Format
 
         features = encode(examples, self.model, self.model.tokenizer, path=self.path)
         pad = Format.of(self.model, self.model.tokenizer).pad
@@ -165,17 +165,14 @@ class _Peer:
     """The transformers classifier with plmkit's weights, run as its users run batch inference."""
 
     def __init__(self, model, model_dir: str, cfg, batch_size: int):
-        try:
-            import transformers
-        except ImportError:
-            raise PlmkitError("the peer needs transformers: pip install 'plmkit[bench]' (or --vs none)") from None
+        transformers = transformers_module()
         member = model.body.family_name
         if member not in INFER_PEERS:
             raise PlmkitError(f"no transformers peer for {member!r} classifiers; known: {', '.join(INFER_PEERS)} "
                               "(use --vs none)")
         if model.frozen:
             raise PlmkitError("a scalar-mix head has no transformers counterpart (use --vs none)")
-        with _quiet_transformers():
+        with quiet_transformers():
             self.model, info = getattr(transformers, INFER_PEERS[member]).from_pretrained(
                 model_dir, attn_implementation="sdpa", num_labels=len(cfg.labels), output_loading_info=True)
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
@@ -220,19 +217,3 @@ def _peer_head(member: str, model) -> dict[str, torch.Tensor]:
         return {"classifier.dense.weight": pooler.weight, "classifier.dense.bias": pooler.bias,
                 "classifier.out_proj.weight": model.head.weight, "classifier.out_proj.bias": model.head.bias}
     return {"classifier.weight": model.head.weight, "classifier.bias": model.head.bias}
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """No load report or progress bar: the peer's classifier is set from plmkit's head right after."""
-    from transformers.utils import logging as hf_logging
-
-    level, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bar:
-            hf_logging.enable_progress_bar()

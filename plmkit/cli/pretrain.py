@@ -1,18 +1,11 @@
-"""The `plmkit` command line. Every command explains itself with --help; bad input gives a one-line
-error naming the file (and line) and exit code 2, never a traceback."""
+"""Commands that build models from raw text: `tokenizer train`, `pretrain` and the four-stage `recipe`."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import os
-import sys
 
-from . import cli_bench, cli_finetune, cli_lineage
-from .errors import PlmkitError
-
-EXIT_USAGE = 2
+from ..errors import PlmkitError
 
 
 def _add_pretrain(sub) -> None:
@@ -57,7 +50,7 @@ def _add_recipe(sub) -> None:
                                    "pre-training on domain text, then on the task's own text, then fine-tune; with "
                                    "compare = true in [finetune], also fine-tune from scratch and after each "
                                    "earlier stage and print the table. A rerun skips finished stages. The file "
-                                   "format is in plmkit/recipe.py's docstring and the README.")
+                                   "format is in plmkit/workflows/recipe.py's docstring and the README.")
     p.add_argument("recipe", metavar="F.toml")
     p.add_argument("--out", required=True, metavar="DIR", help="one run directory per stage, and recipe.json")
     p.add_argument("--json", action="store_true", help="print recipe.json instead of the table")
@@ -65,7 +58,7 @@ def _add_recipe(sub) -> None:
 
 
 def _cmd_recipe(a) -> int:
-    from .recipe import run_recipe
+    from ..workflows.recipe import run_recipe
 
     r = run_recipe(a.recipe, a.out)
     if a.json:
@@ -81,7 +74,7 @@ def _cmd_recipe(a) -> int:
 
 
 def _cmd_pretrain(a) -> int:
-    from .pretrain import pretrain
+    from ..workflows.pretrain import pretrain
 
     train = {k: getattr(a, k) for k in ("steps", "batch_size", "grad_accum", "lr", "warmup_steps", "schedule",
                                         "precision", "save_every", "log_every", "seed", "device")
@@ -124,122 +117,14 @@ def _add_tokenizer(sub) -> None:
 
 
 def _cmd_tokenizer_train(a) -> int:
-    from .tokenizers import train_tokenizer
+    from ..tokenizers import train_tokenizer
 
     tok = train_tokenizer(a.kind, a.corpus, a.vocab_size, out_dir=a.out)
     print(json.dumps({"out": a.out, "kind": a.kind, "vocab_size": tok.vocab_size}))
     return 0
 
 
-def _add_family(sub) -> None:
-    p = sub.add_parser("family", help="list the family members or draw their graph",
-                       description="The graph is drawn from the registry each member fills in its own file.")
-    p.add_argument("--out", metavar="FILE", help="draw the graph to FILE (.png, .svg or .pdf)")
-    p.add_argument("--json", action="store_true", help="print the registry as JSON")
-    p.set_defaults(func=_cmd_family)
-    d = sub.add_parser("diff", help="print a member's difference from its parent")
-    d.add_argument("name")
-    d.add_argument("--json", action="store_true")
-    d.set_defaults(func=_cmd_diff)
-
-
-def _cmd_family(a) -> int:
-    from . import family
-
-    ms = family.members()
-    if a.out:
-        family.draw(a.out)
-        print(f"wrote {a.out}", file=sys.stderr)
-    if a.json:
-        print(json.dumps([m.to_json() for m in ms], indent=2))
-    elif not a.out:
-        for m in ms:
-            print(f"{m.name:<12} {m.year}  parent: {m.parent or '-':<10} {m.paper}")
-    return 0
-
-
-def _cmd_diff(a) -> int:
-    from . import family
-
-    print(json.dumps(family.get(a.name).to_json(), indent=2) if a.json else family.describe(a.name))
-    return 0
-
-
-def _add_inference(sub) -> None:
-    f = sub.add_parser("fill-mask", help="predict the tokens at [MASK] with a masked LM")
-    f.add_argument("--model", required=True, metavar="DIR")
-    f.add_argument("--text", required=True, help='text with one or more [MASK], e.g. "the [MASK] of the king"')
-    f.add_argument("--top-k", type=int, default=5)
-    f.add_argument("--json", action="store_true")
-    f.set_defaults(func=_cmd_fill_mask)
-    g = sub.add_parser("generate", help="continue a prompt with a causal LM")
-    g.add_argument("--model", required=True, metavar="DIR")
-    g.add_argument("--prompt", required=True)
-    g.add_argument("--max-new-tokens", type=int, default=40)
-    g.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    g.add_argument("--top-k", type=int)
-    g.add_argument("--top-p", type=float)
-    g.add_argument("--seed", type=int)
-    g.add_argument("--json", action="store_true")
-    g.set_defaults(func=_cmd_generate)
-
-
-def _load(path):
-    from . import load, load_tokenizer
-
-    return load(path), load_tokenizer(path)
-
-
-def _cmd_fill_mask(a) -> int:
-    from .inference import fill_mask
-
-    model, tok = _load(a.model)
-    res = fill_mask(model, tok, a.text, a.top_k)
-    if a.json:
-        print(json.dumps(res, indent=2))
-    else:
-        for j, fills in enumerate(res):
-            print(f"[MASK] #{j + 1}:")
-            for r in fills:
-                print(f"  {r['score']:.3f}  {r['token']:<15} {r['sequence']}")
-    return 0
-
-
-def _cmd_generate(a) -> int:
-    from .inference import generate
-
-    model, tok = _load(a.model)
-    res = generate(model, tok, a.prompt, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed)
-    print(json.dumps(res) if a.json else res["text"])
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = argparse.ArgumentParser(prog="plmkit", description="Pre-train, fine-tune and compare the family of "
-                                                                "pre-trained language models.")
-    parser.add_argument("--version", action="version", version=f"plmkit {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_tokenizer, _add_pretrain, _add_recipe, _add_family, _add_inference, cli_bench.add_commands,
-                cli_finetune.add_commands, cli_lineage.add_commands):
-        add(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="plmkit: %(message)s")
-    try:
-        return args.func(args)
-    except PlmkitError as e:
-        print(f"plmkit: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("plmkit: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def add_commands(sub) -> None:
+    _add_tokenizer(sub)
+    _add_pretrain(sub)
+    _add_recipe(sub)

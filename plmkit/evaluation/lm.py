@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data.shards import iter_lines
-from .errors import PlmkitError
+from ..data.shards import iter_lines
+from ..errors import PlmkitError
 
 
 def next_token_logprobs(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,8 @@ Model FLOPs count the work the objective needs, the same for both sides (Kaplan 
 only at the positions that are predicted). Work a side does beyond that (e.g. decoding the full
 vocabulary at every MLM position) lowers its MFU.
 
-Inference and data preparation have their own modules: `bench_infer` (a fine-tuned classifier, fp32 and
-int8, against `<Member>ForSequenceClassification`) and `bench_data` (corpus → token ids against `datasets`).
+Inference and data preparation have their own modules: `infer` (a fine-tuned classifier, fp32 and
+int8, against `<Member>ForSequenceClassification`) and `data` (corpus → token ids against `datasets`).
 """
 
 from __future__ import annotations
@@ -22,27 +22,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import family
-from .errors import PlmkitError
+from .. import family
+from ..errors import PlmkitError
+from .common import hf_peer, matmul_peak
 
 # The transformers class each member is compared with (same architecture, same weights), and its
 # fastest attention there: transformers has no SDPA path for GPT-1.
 PEERS = {"bert": ("BertForMaskedLM", "sdpa"), "gpt": ("OpenAIGPTLMHeadModel", "eager"),
          "gpt2": ("GPT2LMHeadModel", "sdpa")}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> float:
-    """Measured FLOP/s of an n×n matmul in `dtype` on this CPU (the best of repeated timings)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    best, t_end = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < t_end:
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
 
 
 class _Tok:
@@ -73,7 +61,7 @@ def bench_pretrain(model: str = "bert", size: str = "mini", precision: str = "fp
                    seq_len: int = 128, vocab_size: int = 30522, steps: int = 10, warmup: int = 2, rounds: int = 3,
                    vs_hf: bool = True, seed: int = 0) -> dict[str, Any]:
     """Train plmkit's `model` (and its HF peer) on identical random-token batches; returns the measurements."""
-    from .objectives import get_objective
+    from ..objectives import get_objective
 
     member = family.get(model)
     if precision not in DTYPES:
@@ -137,19 +125,9 @@ def bench_pretrain(model: str = "bert", size: str = "mini", precision: str = "fp
 
 
 def _peer(name: str, ours):
-    """The transformers model with plmkit's initial weights (through a saved HF directory)."""
-    import tempfile
-
-    import transformers
-
-    from .interop.hf import save_model
-
     if name not in PEERS:
         raise PlmkitError(f"no transformers peer for {name!r}; known: {', '.join(PEERS)}")
-    with tempfile.TemporaryDirectory() as d:
-        save_model(ours, d)
-        cls, attention = PEERS[name]
-        return getattr(transformers, cls).from_pretrained(d, attn_implementation=attention)
+    return hf_peer(ours, *PEERS[name])
 
 
 def _peer_loss(objective_name: str):

@@ -44,7 +44,7 @@ import shutil
 import tomllib
 from pathlib import Path
 
-from .errors import PlmkitError
+from ..errors import PlmkitError
 
 log = logging.getLogger("plmkit")
 
@@ -56,7 +56,7 @@ def read_recipe(path: str | os.PathLike) -> dict:
     """The recipe file, checked: known tables and keys, paths resolved against its directory."""
     from .finetune import finetune
     from .pretrain import DataOptions
-    from .train import TrainConfig
+    from ..train import TrainConfig
 
     p = Path(path)
     if not p.is_file():
@@ -103,7 +103,7 @@ def run_recipe(path: str | os.PathLike, out: str | os.PathLike) -> dict:
     """Run every stage of the recipe at `path` into `out`; returns (and writes) recipe.json's content."""
     from .finetune import finetune
     from .pretrain import DataOptions, pretrain
-    from .train import TrainConfig
+    from ..train import TrainConfig
 
     recipe = read_recipe(path)
     out = Path(out)
@@ -159,7 +159,7 @@ def run_recipe(path: str | os.PathLike, out: str | os.PathLike) -> dict:
 def task_text(train: str, task: str, dest: Path) -> Path:
     """The unlabelled text of a task's training file, one example per document (a blank line between),
     for task-adaptive pre-training."""
-    from .tasks import read_task
+    from ..data.tasks import read_task
 
     lines = []
     for e in read_task(train, task):

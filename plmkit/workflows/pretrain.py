@@ -19,11 +19,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from . import family
-from .errors import PlmkitError
-from .interop.hf import save_model
-from .objectives import get_objective
-from .train import TrainConfig, Trainer, init_distributed
+from .. import family
+from ..errors import PlmkitError
+from ..interop.hf import save_model
+from ..objectives import get_objective
+from ..train import TrainConfig, Trainer, init_distributed
 
 log = logging.getLogger("plmkit")
 
@@ -66,9 +66,9 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
              init: str | os.PathLike | None = None) -> dict:
     """Pre-train family member `model` on `corpus` files into run directory `out`; returns the summary.
     `init`: a saved model directory to continue from (`model` may then be None: the directory names it)."""
-    from .data import TokenCorpus, build_shards
-    from .data.pretrain import StepSampler
-    from .tokenizers import load_tokenizer, train_tokenizer
+    from ..data import TokenCorpus, build_shards
+    from ..data.pretrain import StepSampler
+    from ..tokenizers import load_tokenizer, train_tokenizer
 
     toml = read_toml(config_file) if config_file else {}
     model_over = {**toml.get("model", {}), **(model_overrides or {})}
@@ -172,7 +172,7 @@ class _Init:
 
     @classmethod
     def read(cls, directory, model: str | None, model_over: dict, data: DataOptions) -> "_Init":
-        from .interop.hf import read_model_config
+        from ..interop.hf import read_model_config
 
         d = Path(directory)
         member, config, meta = read_model_config(d)
@@ -191,7 +191,7 @@ class _Init:
         return cls(d, member, config, previous.get("size", "custom"), history)
 
     def model(self):
-        from .interop.hf import load_model
+        from ..interop.hf import load_model
 
         return load_model(self.directory).train()
 
@@ -222,6 +222,6 @@ def _check_same_run(path: Path, run: dict, resume: bool) -> None:
 
 
 def _barrier() -> None:
-    from .train.distributed import barrier
+    from ..train.distributed import barrier
 
     barrier()

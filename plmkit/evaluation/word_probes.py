@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PlmkitError
+from ..errors import PlmkitError
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

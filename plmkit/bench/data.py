@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import PlmkitError
+from ..errors import PlmkitError
 
 SIDES = ("plmkit", "datasets")
 
@@ -86,7 +86,7 @@ def _version(package: str) -> str:
 
 def _tokenizer(corpus: Path, given: str | None, vocab_size: int, out: Path) -> Path:
     """A directory holding tokenizer.json + tokenizer_config.json, which both sides load."""
-    from .tokenizers import load_tokenizer, train_tokenizer
+    from ..tokenizers import load_tokenizer, train_tokenizer
 
     if given is None:
         train_tokenizer("wordpiece", [corpus], vocab_size, out_dir=out, show_progress=False)
@@ -110,7 +110,7 @@ def _repeat(corpus: Path, times: int, out: Path) -> Path:
 def _run_side(side: str, corpus: Path, tok_dir: Path, workers: int, tmp: Path) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"{side}-", dir=tmp))
     try:
-        p = subprocess.run([sys.executable, "-m", "plmkit.bench_data", side, str(corpus), str(tok_dir), str(work),
+        p = subprocess.run([sys.executable, "-m", "plmkit.bench.data", side, str(corpus), str(tok_dir), str(work),
                             str(workers)], capture_output=True, text=True,
                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                                 "HF_DATASETS_CACHE": str(work / "cache"), "HF_HOME": str(work / "hf")})
@@ -139,8 +139,8 @@ def _peak_rss_mb() -> float:
 
 
 def _plmkit_side(corpus: str, tok_dir: str, work: str, workers: int) -> dict:
-    from .data import build_shards
-    from .tokenizers import load_tokenizer
+    from ..data import build_shards
+    from ..tokenizers import load_tokenizer
 
     tokenizer = load_tokenizer(tok_dir)
     t = time.perf_counter()

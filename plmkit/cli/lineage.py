@@ -32,8 +32,8 @@ def add_commands(sub) -> None:
 
 
 def _cmd_evaluate_lm(a) -> int:
-    from . import load, load_tokenizer
-    from .lm_eval import evaluate_lm
+    from .. import load, load_tokenizer
+    from ..evaluation.lm import evaluate_lm
 
     # `plmkit evaluate --task lm` has no --window/--stride: evaluate_lm's defaults then apply.
     options = {k: getattr(a, k) for k in ("window", "stride") if getattr(a, k, None) is not None}
@@ -50,8 +50,8 @@ def _cmd_evaluate_lm(a) -> int:
 
 
 def _cmd_probe_words(a) -> int:
-    from . import load, load_tokenizer
-    from .word_probes import probe
+    from .. import load, load_tokenizer
+    from ..evaluation.word_probes import probe
 
     model, tok = load(a.model), load_tokenizer(a.model)
     emb = model.embeddings.tokens if hasattr(model.embeddings, "tokens") else model.embeddings

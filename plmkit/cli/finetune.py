@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .tasks import TASKS
+from ..data.tasks import TASKS
 
 _FORMATS = ("Data: JSONL {\"text\", \"label\"} (pairs: text_a/text_b; choice: question or context, choices, "
             "label = index), CSV/TSV with a header naming those columns, CoNLL token<TAB>tag (tag), "
@@ -105,14 +105,14 @@ def add_commands(sub) -> None:
 
 
 def _cmd_quickstart(a) -> int:
-    from .quickstart import quickstart
+    from ..workflows.quickstart import quickstart
 
     quickstart(a.out, a.steps, a.member)
     return 0
 
 
 def _cmd_finetune(a) -> int:
-    from .finetune import finetune
+    from ..workflows.finetune import finetune
 
     result = finetune(a.model, a.task, a.train, a.dev, a.out, test=a.test, epochs=a.epochs, lr=a.lr,
                       batch_size=a.batch_size, max_length=a.max_length, seed=a.seed, features=a.features,
@@ -131,7 +131,7 @@ def _labels(spec: str | None) -> list[str] | None:
     if spec.startswith("@"):
         from pathlib import Path
 
-        from .errors import PlmkitError
+        from ..errors import PlmkitError
 
         path = Path(spec[1:])
         if not path.is_file():
@@ -141,11 +141,11 @@ def _labels(spec: str | None) -> list[str] | None:
 
 
 def _cmd_evaluate(a) -> int:
-    from .heads import evaluate
-    from .tasks import read_task
+    from ..heads import evaluate
+    from ..data.tasks import read_task
 
     if a.task == "lm":
-        from .cli_lineage import _cmd_evaluate_lm
+        from .lineage import _cmd_evaluate_lm
 
         return _cmd_evaluate_lm(a)
 
@@ -163,8 +163,8 @@ def _cmd_evaluate(a) -> int:
 
 
 def _cmd_predict(a) -> int:
-    from .heads import evaluate
-    from .tasks import read_task
+    from ..heads import evaluate
+    from ..data.tasks import read_task
 
     model = _load_for_inference(a)
     examples = read_task(a.data, model.config.task, labelled=False)
@@ -183,19 +183,19 @@ _INT8_HELP = ("int8 dynamic quantization of every linear layer (CPU): about 2x f
 
 
 def _load_for_inference(a):
-    from .heads import load_finetuned
+    from ..heads import load_finetuned
 
     model = load_finetuned(a.model)
     if a.int8:
-        from .compress import quantize_int8
+        from ..compress import quantize_int8
 
         quantize_int8(model)
     return model
 
 
 def _cmd_embed(a) -> int:
-    from . import load, load_tokenizer
-    from .finetune import embed
+    from .. import load, load_tokenizer
+    from ..heads import embed
 
     vectors = embed(load(a.model), load_tokenizer(a.model), a.text, a.pool)
     if a.json:

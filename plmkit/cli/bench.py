@@ -1,5 +1,5 @@
 """`plmkit bench pretrain|infer|data`: side-by-side benchmarks against the Hugging Face peers (see
-plmkit/bench.py, plmkit/bench_infer.py, plmkit/bench_data.py)."""
+plmkit/bench/)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def add_commands(sub) -> None:
 
 
 def _cmd_bench_pretrain(a) -> int:
-    from .bench import bench_pretrain
+    from ..bench.pretrain import bench_pretrain
 
     r = bench_pretrain(a.model, a.size, a.precision, a.batch_size, a.seq_len, a.vocab_size, a.steps, a.warmup,
                        a.rounds, vs_hf=a.vs == "hf")
@@ -90,7 +90,7 @@ def _cmd_bench_pretrain(a) -> int:
 
 
 def _cmd_bench_infer(a) -> int:
-    from .bench_infer import bench_infer
+    from ..bench.infer import bench_infer
 
     r = bench_infer(a.model, a.data, a.task, a.batch_size, a.max_length, a.rounds, a.limit, vs_hf=a.vs == "hf")
     if a.json:
@@ -112,7 +112,7 @@ def _cmd_bench_infer(a) -> int:
 
 
 def _cmd_bench_data(a) -> int:
-    from .bench_data import bench_data
+    from ..bench.data import bench_data
 
     r = bench_data(a.corpus, a.scale, a.workers, a.tokenizer, a.vocab_size, a.rounds)
     if a.json:

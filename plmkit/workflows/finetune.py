@@ -32,9 +32,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import PlmkitError
-from .metrics import MAIN
-from .tasks import LabelSet, read_task
+from ..errors import PlmkitError
+from ..evaluation.metrics import MAIN
+from ..data.tasks import LabelSet, read_task
 
 log = logging.getLogger("plmkit")
 
@@ -60,10 +60,10 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     `scratch` re-initialises the body's weights first: the same architecture and tokenizer without
     pre-training, the baseline that shows what pre-training buys.
     """
-    from . import load, load_tokenizer
-    from .data.pretrain import StepSampler
-    from .heads import HeadConfig, build, collate, encode, evaluate, save_finetuned
-    from .train import TrainConfig, Trainer
+    from .. import load, load_tokenizer
+    from ..data.pretrain import StepSampler
+    from ..heads import HeadConfig, build, collate, encode, evaluate, save_finetuned
+    from ..train import TrainConfig, Trainer
 
     t0 = time.perf_counter()
     if epochs < 1 or batch_size < 1 or patience < 1:
@@ -161,8 +161,8 @@ def _init_embeddings(body, tokenizer, w2v_dir, freeze: bool) -> dict | None:
         if freeze:
             raise PlmkitError("--freeze-embeddings needs --init-embeddings W2V_DIR")
         return None
-    from . import load, load_tokenizer
-    from .models.word2vec import Word2vec, init_input_embeddings
+    from .. import load, load_tokenizer
+    from ..models.word2vec import Word2vec, init_input_embeddings
 
     w2v = load(w2v_dir)
     if not isinstance(w2v, Word2vec):
@@ -217,38 +217,3 @@ def _plot_curve(curve: list[dict], metric: str, log_path: Path, path: Path) -> N
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-
-
-@torch.no_grad()
-def embed(model, tokenizer, texts: list[str], pool: str = "cls", max_length: int = 512) -> torch.Tensor:
-    """Sentence vectors (N, H) from a body's last layer: "cls" takes [CLS] for a bidirectional model, the
-    last token for a causal one, or the body's own pooling (ELMo, word2vec, context2vec: `pool_features`,
-    inputs framed by its `input_frame`, as the task heads do); "mean" averages the real tokens."""
-    from .heads.model import causal_features
-
-    if pool not in ("cls", "mean"):
-        raise PlmkitError(f"unknown pooling {pool!r}; choose cls or mean")
-    causal = causal_features(model)
-    if hasattr(model, "input_frame"):
-        first, _, last = model.input_frame(tokenizer)
-        begin, end = [first], [last]
-    else:
-        begin = [] if causal else [tokenizer.cls_id]
-        end = [] if causal else [tokenizer.sep_id]
-    if None in begin + end:
-        raise PlmkitError("the tokenizer has no [CLS]/[SEP] tokens")
-    ids = [begin + x[: max_length - len(begin) - len(end)] + end for x in tokenizer.encode_batch(texts)]
-    if any(len(x) == 0 for x in ids):
-        raise PlmkitError("cannot embed an empty text")
-    T = max(len(x) for x in ids)
-    x = torch.full((len(ids), T), tokenizer.pad_id or 0, dtype=torch.long)
-    mask = torch.zeros_like(x)
-    for i, row in enumerate(ids):
-        x[i, :len(row)] = torch.tensor(row)
-        mask[i, :len(row)] = 1
-    h = model.eval().encode(x, mask).last_hidden_state  # (N, T, H)
-    if pool == "mean":
-        return (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-    if hasattr(model, "pool_features"):
-        return model.pool_features(h, mask)
-    return h[torch.arange(len(ids)), mask.sum(1) - 1] if causal else h[:, 0]

@@ -14,7 +14,7 @@ import io
 import json
 from pathlib import Path
 
-from .errors import PlmkitError
+from ..errors import PlmkitError
 
 TASKS = ("classify", "pair", "regress", "tag", "qa", "choice")
 

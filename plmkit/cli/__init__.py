@@ -1,0 +1,48 @@
+"""The `plmkit` command line: the parser and `main`. Each command group is a module of this package that
+adds its commands (`add_commands`), parses and prints; the work is done in the room the command names.
+Every command explains itself with --help; bad input gives a one-line error naming the file (and line)
+and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..errors import PlmkitError
+from . import bench, family, finetune, generate, lineage, pretrain
+
+EXIT_USAGE = 2
+
+# The order of the groups is the order of `plmkit --help`.
+GROUPS = (pretrain, family, generate, bench, finetune, lineage)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="plmkit", description="Pre-train, fine-tune and compare the family of "
+                                                                "pre-trained language models.")
+    parser.add_argument("--version", action="version", version=f"plmkit {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="plmkit: %(message)s")
+    try:
+        return args.func(args)
+    except PlmkitError as e:
+        print(f"plmkit: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("plmkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

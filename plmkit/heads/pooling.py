@@ -1,0 +1,41 @@
+"""Feature extraction: one vector per text from a body's last layer (`plmkit embed`)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import PlmkitError
+from .model import causal_features
+
+
+@torch.no_grad()
+def embed(model, tokenizer, texts: list[str], pool: str = "cls", max_length: int = 512) -> torch.Tensor:
+    """Sentence vectors (N, H) from a body's last layer: "cls" takes [CLS] for a bidirectional model, the
+    last token for a causal one, or the body's own pooling (ELMo, word2vec, context2vec: `pool_features`,
+    inputs framed by its `input_frame`, as the task heads do); "mean" averages the real tokens."""
+    if pool not in ("cls", "mean"):
+        raise PlmkitError(f"unknown pooling {pool!r}; choose cls or mean")
+    causal = causal_features(model)
+    if hasattr(model, "input_frame"):
+        first, _, last = model.input_frame(tokenizer)
+        begin, end = [first], [last]
+    else:
+        begin = [] if causal else [tokenizer.cls_id]
+        end = [] if causal else [tokenizer.sep_id]
+    if None in begin + end:
+        raise PlmkitError("the tokenizer has no [CLS]/[SEP] tokens")
+    ids = [begin + x[: max_length - len(begin) - len(end)] + end for x in tokenizer.encode_batch(texts)]
+    if any(len(x) == 0 for x in ids):
+        raise PlmkitError("cannot embed an empty text")
+    T = max(len(x) for x in ids)
+    x = torch.full((len(ids), T), tokenizer.pad_id or 0, dtype=torch.long)
+    mask = torch.zeros_like(x)
+    for i, row in enumerate(ids):
+        x[i, :len(row)] = torch.tensor(row)
+        mask[i, :len(row)] = 1
+    h = model.eval().encode(x, mask).last_hidden_state  # (N, T, H)
+    if pool == "mean":
+        return (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    if hasattr(model, "pool_features"):
+        return model.pool_features(h, mask)
+    return h[torch.arange(len(ids)), mask.sum(1) - 1] if causal else h[:, 0]
