@@ -13,6 +13,8 @@ from .errors import PlmkitError
 
 # The axes along which PLMs differ (DESIGN.md); a diff names only these.
 AXES = ("objective", "body", "layers", "tokenizer", "heads", "training")
+# What a member is, for the graph's colours: a child is its parent's kind unless it says otherwise.
+KINDS = ("count LM", "neural LM", "word vectors", "sentence vectors", "encoder", "decoder", "encoder-decoder")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,11 +28,16 @@ class Member:
     config_cls: type
     objective: str  # name of the pre-training objective (plmkit.objectives)
     tokenizer: str  # default tokenizer kind for `plmkit pretrain`
+    kind: str  # one of KINDS
+    # Other members the paper builds on besides the code parent (XLNet: Transformer-XL beside BERT);
+    # drawn dashed in the graph, where the code parent is solid.
+    influences: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "parent": self.parent, "paper": self.paper, "year": self.year,
-            "diff": self.diff, "objective": self.objective, "tokenizer": self.tokenizer,
+            "name": self.name, "parent": self.parent, "influences": list(self.influences), "kind": self.kind,
+            "paper": self.paper, "year": self.year, "diff": self.diff, "objective": self.objective,
+            "tokenizer": self.tokenizer,
             "model": f"{self.model_cls.__module__}.{self.model_cls.__qualname__}",
             "config": f"{self.config_cls.__module__}.{self.config_cls.__qualname__}",
         }
@@ -40,17 +47,24 @@ _REGISTRY: dict[str, Member] = {}
 
 
 def register(name: str, *, parent: str | None, paper: str, year: int, diff: dict[str, list[str]],
-             config: type, objective: str, tokenizer: str) -> Callable[[type], type]:
-    """Class decorator for a member's model class."""
+             config: type, objective: str, tokenizer: str, kind: str | None = None,
+             influences: tuple[str, ...] = ()) -> Callable[[type], type]:
+    """Class decorator for a member's model class. `kind` defaults to the parent's; `influences` may name
+    members registered later (they are checked when the registry is read)."""
     bad = sorted(set(diff) - set(AXES))
     if bad:
         raise ValueError(f"{name}: diff axes {bad} not in {AXES}")
     if parent is not None and parent not in _REGISTRY:
         raise ValueError(f"{name}: parent {parent!r} must be registered first")
+    kind = kind or (_REGISTRY[parent].kind if parent else None)
+    if kind not in KINDS:
+        raise ValueError(f"{name}: kind {kind!r} not in {KINDS}")
+    if parent in influences or name in influences:
+        raise ValueError(f"{name}: influences name the member itself or its code parent")
 
     def deco(cls: type) -> type:
         _REGISTRY[name] = Member(name, parent, paper, year, {k: list(v) for k, v in diff.items()},
-                                 cls, config, objective, tokenizer)
+                                 cls, config, objective, tokenizer, kind, tuple(influences))
         cls.family_name = name
         return cls
 
@@ -59,6 +73,11 @@ def register(name: str, *, parent: str | None, paper: str, year: int, diff: dict
 
 def _load_members() -> None:
     from . import models  # noqa: F401  (members register on import)
+
+    for m in _REGISTRY.values():
+        unknown = [i for i in m.influences if i not in _REGISTRY]
+        if unknown:
+            raise ValueError(f"{m.name}: influences {unknown} are not registered members")
 
 
 def get(name: str) -> Member:

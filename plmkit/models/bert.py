@@ -67,7 +67,8 @@ def _from_hf_config(d: dict) -> BertConfig:
                 "layers": ["+ segment (token type) embeddings", "+ LayerNorm on embeddings", "exact GELU"],
                 "tokenizer": ["BPE → WordPiece"],
                 "heads": ["[CLS] pooler for sentence-level tasks"]},
-          config=BertConfig, objective="mlm+nsp", tokenizer="wordpiece")
+          config=BertConfig, objective="mlm+nsp", tokenizer="wordpiece",
+          kind="encoder", influences=("elmo",))
 class Bert(Gpt):
     config_class = BertConfig
     hf = HFLayout(

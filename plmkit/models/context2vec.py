@@ -138,7 +138,8 @@ OBJECTIVES.setdefault(ContextNegativeSampling.name, ContextNegativeSampling)
                               "against the target word; 10 noise words"],
                 "tokenizer": ["whole words → lower-cased WordPiece; whole-word tokens are the fill candidates"],
                 "training": ["trained by steps in torch, not by gensim"]},
-          config=Context2vecConfig, objective="context2vec", tokenizer="wordpiece")
+          config=Context2vecConfig, objective="context2vec", tokenizer="wordpiece",
+          influences=("lstm",))
 class Context2vec(nn.Module):
     """`embeddings` (V, D): the target word vectors (word2vec's kept vectors); `left_embeddings`,
     `right_embeddings` (V, I), `left`, `right` (LSTMs) and `mlp`: the context encoder."""

@@ -87,7 +87,8 @@ OBJECTIVES.setdefault(BiLM.name, BiLM)
                 "body": ["+ backward LSTM stack (separate weights; token embedding and softmax shared)",
                          "2 layers"],
                 "heads": ["features: learned scalar mix γ Σ s_j h_j of the L + 1 layers"]},
-          config=ElmoConfig, objective="bilm", tokenizer="bpe")
+          config=ElmoConfig, objective="bilm", tokenizer="bpe",
+          influences=("context2vec",))
 class Elmo(Lstm):
     config_class = ElmoConfig
     causal_features = False  # each LM reads one way, but the features [→h; ←h] see both sides

@@ -59,7 +59,8 @@ class FfnnConfig(NgramConfig):
                          "+ direct connection embeddings → output (W·x)"],
                 "layers": ["+ learned token embeddings (distributed representations)"],
                 "objective": ["counts → gradient-trained likelihood (CLM)"]},
-          config=FfnnConfig, objective="clm", tokenizer="bpe")
+          config=FfnnConfig, objective="clm", tokenizer="bpe",
+          kind="neural LM")
 class Ffnn(nn.Module):
     config_class = FfnnConfig
 

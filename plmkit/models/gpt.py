@@ -57,7 +57,8 @@ def _from_hf_config(d: dict) -> GptConfig:
                 "objective": ["left-to-right language modelling (CLM)"],
                 "tokenizer": ["BPE"],
                 "heads": ["task input transformations: [start] text [extract], premise [delim] hypothesis"]},
-          config=GptConfig, objective="clm", tokenizer="bpe")
+          config=GptConfig, objective="clm", tokenizer="bpe",
+          kind="decoder", influences=("sa-lstm", "awd-lstm", "elmo"))
 class Gpt(Transformer):
     config_class = GptConfig
     hf = HFLayout(

@@ -37,7 +37,8 @@ class NezhaConfig(BertConfig):
                            "+ functional relative positions in keys and values: sinusoids of clip(j − i, ±64)"],
                 "objective": ["token masking → whole-word masking"],
                 "training": ["mixed precision, LAMB optimizer"]},
-          config=NezhaConfig, objective="wwm+nsp", tokenizer="wordpiece")
+          config=NezhaConfig, objective="wwm+nsp", tokenizer="wordpiece",
+          influences=("bert-wwm",))
 class Nezha(Bert):
     config_class = NezhaConfig
     hf = None  # no transformers counterpart: saved under plmkit's names

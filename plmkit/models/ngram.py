@@ -73,7 +73,8 @@ def _find(keys: np.ndarray, q: np.ndarray) -> np.ndarray:
           diff={"body": ["counts of n-grams, no learned weights"],
                 "objective": ["counts, interpolated Kneser–Ney smoothing"],
                 "tokenizer": ["sub-word BPE trained on the corpus (closed vocabulary)"]},
-          config=NgramConfig, objective="counts", tokenizer="bpe")
+          config=NgramConfig, objective="counts", tokenizer="bpe",
+          kind="count LM")
 class Ngram(nn.Module):
     """Interpolated Kneser–Ney n-gram LM; buffers `keys_k`, `counts_k` (k = 1…n) and `discounts`."""
 

@@ -106,7 +106,8 @@ def _stable_hash(s: str) -> int:
                 "objective": ["softmax → negative sampling or hier. softmax"],
                 "tokenizer": ["sub-words → whole lower-cased words, rare words → <unk>"],
                 "training": ["frequent-word subsampling", "trained with gensim"]},
-          config=Word2vecConfig, objective="word2vec", tokenizer="bpe")
+          config=Word2vecConfig, objective="word2vec", tokenizer="bpe",
+          kind="word vectors")
 class Word2vec(nn.Module):
     """The input word vectors, (V, m); row 0 is <unk>."""
 
