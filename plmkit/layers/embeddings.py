@@ -41,14 +41,17 @@ class Embeddings(nn.Module):
         self.norm = nn.LayerNorm(hidden_size, eps=eps) if norm else None
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """input_ids: (B, T) → (B, T, H)."""
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids: (B, T) → (B, T, H). position_ids: (B, T), default 0 … T − 1 in every row (a decoding
+        step's tokens sit after the cached ones, and a left-padded row's count from its first real token)."""
         T = input_ids.shape[1]
         x = self.tokens(input_ids)  # (B, T, H)
         if self.position == "learned":
-            x = x + self.positions.weight[self.position_offset:self.position_offset + T]
+            x = x + (self.positions.weight[self.position_offset:self.position_offset + T] if position_ids is None
+                     else self.positions(position_ids + self.position_offset))
         elif self.position == "sinusoidal":
-            x = x + self.sinusoid[:T]
+            x = x + (self.sinusoid[:T] if position_ids is None else self.sinusoid[position_ids])
         if self.token_types is not None:
             x = x + (self.token_types(token_type_ids) if token_type_ids is not None else self.token_types.weight[0])
         if self.norm is not None:

@@ -38,10 +38,13 @@ class RelativeSelfAttention(SelfAttention):
         return self.table[(pos[None, :] - pos[:, None]).clamp(-K, K) + K]
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None, impl: str = "sdpa",
-                need_weights: bool = False, rows: torch.Tensor | None = None
+                need_weights: bool = False, rows: torch.Tensor | None = None, cache=None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, T, H); key_mask: (B, T) bool, True = attend. Returns (B, T, H) and (B, N, T, T) or None.
-        rows: as in SelfAttention; here every query is still computed and the rows are picked after."""
+        rows: as in SelfAttention; here every query is still computed and the rows are picked after.
+        An encoder (NEZHA) never decodes incrementally, so there is no cache to take."""
+        if cache is not None or (key_mask is not None and key_mask.dim() == 3):
+            raise ValueError("relative attention takes a (B, T) key mask and no cache")
         if rows is not None:
             y, weights = self.forward(x, key_mask, impl, need_weights)
             b = torch.arange(x.shape[0], device=x.device)

@@ -42,15 +42,16 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None, impl: str = "sdpa",
-                need_weights: bool = False, rows: torch.Tensor | None = None
+                need_weights: bool = False, rows: torch.Tensor | None = None, cache=None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: (B, T, H) → (B, T, H), attention weights (B, N, T, T) or None. With `rows` ((B,) long) the
-        block's output is computed at one position per sequence only: (B, 1, H)."""
+        """x: (B, T, H) → (B, T, H), attention weights (B, N, T, S) or None. With `rows` ((B,) long) the
+        block's output is computed at one position per sequence only: (B, 1, H). key_mask and cache: as in
+        SelfAttention."""
         res = x if rows is None else x[torch.arange(x.shape[0], device=x.device), rows].unsqueeze(1)
         if self.norm_first:
-            a, w = self.attn(self.attn_norm(x), key_mask, impl, need_weights, rows)
+            a, w = self.attn(self.attn_norm(x), key_mask, impl, need_weights, rows, cache)
             x = res + self.drop(a)
             return x + self.drop(self.ffn(self.ffn_norm(x))), w
-        a, w = self.attn(x, key_mask, impl, need_weights, rows)
+        a, w = self.attn(x, key_mask, impl, need_weights, rows, cache)
         x = self.attn_norm(res + self.drop(a))
         return self.ffn_norm(x + self.drop(self.ffn(x))), w

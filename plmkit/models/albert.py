@@ -99,8 +99,9 @@ class Albert(Bert):
         self.embedding_proj = nn.Linear(self.config.embedding_size, self.config.hidden_size)  # E → H
         return super().build_embeddings(self.config.embedding_size, position_offset)
 
-    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        return self.embedding_proj(super().embed(input_ids, token_type_ids))  # (B, T, E) → (B, T, H)
+    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+              position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.embedding_proj(super().embed(input_ids, token_type_ids, position_ids))  # (B, T, E) → (B, T, H)
 
     def build_layers(self) -> nn.ModuleList:
         layers = super().build_layers()

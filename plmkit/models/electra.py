@@ -139,8 +139,9 @@ class Electra(Bert):
         self.embedding_proj = nn.Linear(c.embedding_dim, c.hidden_size) if c.embedding_dim != c.hidden_size else None
         return super().build_embeddings(c.embedding_dim, position_offset)
 
-    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        x = super().embed(input_ids, token_type_ids)  # (B, T, E)
+    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+              position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        x = super().embed(input_ids, token_type_ids, position_ids)  # (B, T, E)
         return self.embedding_proj(x) if self.embedding_proj is not None else x
 
     def build_heads(self) -> None:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..errors import PlmkitError
 from ..family import register
+from ..generation.cache import KVCache
 from ..interop.layout import HFLayout
 from ..layers.lm_loss import lm_cross_entropy
 from .transformer import ModelOutput, Transformer, TransformerConfig
@@ -89,6 +90,19 @@ class Gpt(Transformer):
     def lm_logits(self, h: torch.Tensor) -> torch.Tensor:
         """(…, H) → (…, V): the output layer on the LM features."""
         return F.linear(self.lm_features(h), *self.lm_decoder())
+
+    @property
+    def generates(self) -> bool:
+        """Whether the engine (plmkit.generation) can decode from this model: a causal one can; BERT and
+        the other bidirectional descendants cannot."""
+        return self.config.causal
+
+    def decode_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                    cache: KVCache) -> torch.Tensor:
+        """The decoding protocol (plmkit.generation): input_ids (B, T) after the tokens in `cache`,
+        attention_mask (B, T) or None → the next token's logits (B, V), the cache extended by T."""
+        h = self.encode(input_ids, attention_mask, cache=cache).last_hidden_state[:, -1]  # (B, H)
+        return self.lm_logits(h)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, *, logits_at: torch.Tensor | None = None,

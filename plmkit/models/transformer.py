@@ -13,6 +13,7 @@ from torch import nn
 
 from ..config import Config
 from ..errors import PlmkitError
+from ..generation.cache import KVCache
 from ..layers import ACTIVATIONS, Block, Embeddings
 from ..layers.attention import IMPLEMENTATIONS
 from ..layers.embeddings import POSITIONS
@@ -98,9 +99,10 @@ class Transformer(nn.Module):
                                    c.attention_dropout, c.causal, c.norm_first, c.layer_norm_eps)
                              for _ in range(c.num_layers))
 
-    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+              position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) → (B, T, H): what the first block reads."""
-        return self.embeddings(input_ids, token_type_ids)
+        return self.embeddings(input_ids, token_type_ids, position_ids)
 
     def stack(self) -> list[nn.Module]:
         """The blocks in the order they run (a block may appear more than once)."""
@@ -121,24 +123,34 @@ class Transformer(nn.Module):
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
-               output_attentions: bool = False, attn_impl: str = "sdpa", rows: torch.Tensor | None = None
-               ) -> ModelOutput:
-        """input_ids, attention_mask (1 = real token), token_type_ids: (B, T) → hidden states (B, T, H).
+               output_attentions: bool = False, attn_impl: str = "sdpa", rows: torch.Tensor | None = None,
+               cache: KVCache | None = None, block: torch.Tensor | None = None) -> ModelOutput:
+        """input_ids, token_type_ids: (B, T) → hidden states (B, T, H). attention_mask: (B, T), 1 = real
+        token; or (B, T, T) bool, which keys each query sees (UniLM's masks), replacing the causal rule.
         rows: optional (B,) long, the one position per sequence a sequence-level head reads ([CLS], or a
         causal model's last token); the last layer is then computed there only, and last_hidden_state
         (like the last of hidden_states) is (B, 1, H). The earlier layers run at every position, since
-        the last one's keys and values need them."""
+        the last one's keys and values need them.
+        cache: a decoding step (plmkit.generation): input_ids are the T tokens after those in the cache
+        (attention_mask (B, T) marks left padding), their keys and values are added to it, and `block`
+        ((T, T) bool, default causal) says which of the new tokens each new token sees."""
         if attn_impl not in IMPLEMENTATIONS:
             raise ValueError(f"unknown attn_impl {attn_impl!r}; choose from {IMPLEMENTATIONS}")
         T = input_ids.shape[1]
-        if T > self.config.max_positions:
-            raise ValueError(f"sequence of {T} tokens is longer than max_positions={self.config.max_positions}")
-        key_mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
-        x = self.embed(input_ids, token_type_ids)
+        end = T if cache is None else cache.length + T
+        if end > self.config.max_positions:
+            raise ValueError(f"sequence of {end} tokens is longer than max_positions={self.config.max_positions}")
+        positions = None
+        if cache is not None:
+            positions, key_mask = cache.extend(T, attention_mask, block)  # (B, T), (B, T, S) or None
+        else:
+            key_mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
+        x = self.embed(input_ids, token_type_ids, positions)
         hidden, attentions = [x], []
         stack = self.stack()
         for i, layer in enumerate(stack):
-            x, w = layer(x, key_mask, attn_impl, output_attentions, rows if i == len(stack) - 1 else None)
+            x, w = layer(x, key_mask, attn_impl, output_attentions, rows if i == len(stack) - 1 else None,
+                         None if cache is None else cache.layers[i])
             hidden.append(x)
             attentions.append(w)
         if self.final_norm is not None:
@@ -147,6 +159,15 @@ class Transformer(nn.Module):
         return ModelOutput(last_hidden_state=x,
                            hidden_states=tuple(hidden) if output_hidden_states else None,
                            attentions=tuple(attentions) if output_attentions else None)
+
+    def new_cache(self, batch_size: int, max_length: int) -> KVCache:
+        """Buffers for `max_length` positions of keys and values in every block the stack runs (a shared
+        block runs, and caches, once per use), in the model's dtype and device."""
+        c, p = self.config, self.embeddings.tokens.weight
+        if max_length > c.max_positions:
+            raise ValueError(f"{max_length} positions is more than max_positions={c.max_positions}")
+        return KVCache(len(self.stack()), batch_size, c.num_heads, c.hidden_size // c.num_heads, max_length,
+                       p.dtype, p.device)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
