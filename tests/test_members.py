@@ -26,6 +26,7 @@ CASES = {
     "bert-wwm": ("bert-wwm", {}),
     "ernie": ("ernie", {}),
     "nezha": ("nezha", {"max_relative_distance": 5}),
+    "xlm": ("xlm", {}),  # its transformers parity needs language ids: tests/test_xling.py
 }
 # case → (HF class, the HF output field that holds plmkit's `logits`); NEZHA is no longer in transformers
 HF = {

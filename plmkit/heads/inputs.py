@@ -36,7 +36,8 @@ class Format:
     @classmethod
     def of(cls, model, tokenizer) -> "Format":
         pad = tokenizer.pad_id if tokenizer.pad_id is not None else 0
-        segments = getattr(model.body.config, "type_vocab_size", 0) >= 2
+        # XLM's token-type table holds languages: a body says so with segment_embeddings = False.
+        segments = getattr(model.body, "segment_embeddings", getattr(model.body.config, "type_vocab_size", 0) >= 2)
         if model.causal:
             start, delim, extract = (tokenizer.token_to_id(t) for t in model.config.gpt_tokens)
             return cls(start, delim, extract, True, pad, segments)

@@ -124,7 +124,8 @@ class Transformer(nn.Module):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
                output_attentions: bool = False, attn_impl: str = "sdpa", rows: torch.Tensor | None = None,
-               cache: KVCache | None = None, block: torch.Tensor | None = None) -> ModelOutput:
+               cache: KVCache | None = None, block: torch.Tensor | None = None,
+               position_ids: torch.Tensor | None = None) -> ModelOutput:
         """input_ids, token_type_ids: (B, T) → hidden states (B, T, H). attention_mask: (B, T), 1 = real
         token; or (B, T, T) bool, which keys each query sees (UniLM's masks), replacing the causal rule.
         rows: optional (B,) long, the one position per sequence a sequence-level head reads ([CLS], or a
@@ -133,14 +134,16 @@ class Transformer(nn.Module):
         the last one's keys and values need them.
         cache: a decoding step (plmkit.generation): input_ids are the T tokens after those in the cache
         (attention_mask (B, T) marks left padding), their keys and values are added to it, and `block`
-        ((T, T) bool, default causal) says which of the new tokens each new token sees."""
+        ((T, T) bool, default causal) says which of the new tokens each new token sees.
+        position_ids: (B, T), without a cache, each token's position where it is not its index (XLM's
+        translation pairs count each sentence from 0)."""
         if attn_impl not in IMPLEMENTATIONS:
             raise ValueError(f"unknown attn_impl {attn_impl!r}; choose from {IMPLEMENTATIONS}")
         T = input_ids.shape[1]
         end = T if cache is None else cache.length + T
         if end > self.config.max_positions:
             raise ValueError(f"sequence of {end} tokens is longer than max_positions={self.config.max_positions}")
-        positions = None
+        positions = position_ids
         if cache is not None:
             positions, key_mask = cache.extend(T, attention_mask, block)  # (B, T), (B, T, S) or None
         else:

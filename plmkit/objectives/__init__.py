@@ -14,10 +14,12 @@ from .ernie import KnowledgeMaskedLM
 from .mlm import MaskedLM, MaskedLMWithNSP
 from .rtd import ReplacedTokenDetection
 from .sop import MaskedLMWithSOP
+from .tlm import TranslationMaskedLM
 from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
-                                                                MaskedLMWithSOP, ReplacedTokenDetection, WholeWordMaskedLM)}
+                                                                MaskedLMWithSOP, ReplacedTokenDetection, TranslationMaskedLM,
+                                                                WholeWordMaskedLM)}
 
 
 def get_objective(name: str) -> type[Objective]:
@@ -27,4 +29,4 @@ def get_objective(name: str) -> type[Objective]:
 
 
 __all__ = ["OBJECTIVES", "CausalLM", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "Objective",
-           "ReplacedTokenDetection", "WholeWordMaskedLM", "get_objective"]
+           "ReplacedTokenDetection", "TranslationMaskedLM", "WholeWordMaskedLM", "get_objective"]
