@@ -129,10 +129,107 @@ def test_tlm_batch_restarts_positions_and_tags_languages(bitext):
 def test_xlm_pretrains_on_a_bitext_and_the_loss_falls(bitext, tmp_path):
     d, _, _ = bitext
     pretrain("xlm", [str(d / "en.txt"), str(d / "zh.txt")], tmp_path / "xlm", size="tiny",
-             model_overrides={"num_layers": 1, "hidden_size": 64, "intermediate_size": 256, "max_positions": 64},
-             train_overrides={"steps": 25, "batch_size": 16, "lr": 5e-3, "warmup_steps": 2, "log_every": 1},
+             model_overrides={"num_layers": 1, "hidden_size": 32, "intermediate_size": 128, "max_positions": 64},
+             train_overrides={"steps": 15, "batch_size": 8, "lr": 1e-2, "warmup_steps": 2, "log_every": 1},
              data_overrides={"seq_len": 64, "vocab_size": 600})
     log = [json.loads(line) for line in (tmp_path / "xlm" / "train_log.jsonl").read_text().splitlines()]
     first, last = sum(r["loss"] for r in log[:3]) / 3, sum(r["loss"] for r in log[-5:]) / 5
     assert last < first - 0.5, (first, last)
     assert type(plmkit.load(tmp_path / "xlm")).family_name == "xlm"
+
+
+LSTM_TINY = dict(vocab_size=99, embedding_size=16, hidden_size=16, num_layers=2, dropout=0.0)
+
+
+@pytest.mark.parametrize("name", ["cove", "laser"])
+def test_translation_encoder_ignores_right_padding(name):
+    from plmkit import family
+
+    torch.manual_seed(0)
+    m = family.get(name)
+    model = m.model_cls(m.config_cls(**LSTM_TINY)).eval()
+    ids = torch.randint(3, 99, (1, 7))
+    padded = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], 1)
+    mask = torch.cat([torch.ones(1, 7), torch.zeros(1, 4)], 1).long()
+    with torch.no_grad():
+        alone, with_pad = model.encode(ids).last_hidden_state, model.encode(padded, mask).last_hidden_state
+        assert (alone - with_pad[:, :7]).abs().max() < 1e-6
+        assert torch.allclose(model.pool_features(alone, torch.ones(1, 7)), model.pool_features(with_pad, mask))
+        dec = torch.randint(3, 99, (1, 5))
+        logits = model(padded, mask, decoder_input_ids=dec, target_lang=torch.tensor([1])).logits
+        assert logits.shape == (1, 5, 99)
+
+
+def test_laser_decoder_reads_only_the_sentence_vector():
+    from plmkit.models.laser import Laser, LaserConfig
+
+    torch.manual_seed(0)
+    model = Laser(LaserConfig(**LSTM_TINY)).eval()
+    assert not hasattr(model, "attn_key")
+    memory = torch.randn(2, 6, 32)
+    shuffled = memory[:, torch.randperm(6)]  # same max over time, different states
+    dec, lang = torch.randint(3, 99, (2, 4)), torch.tensor([0, 1])
+    with torch.no_grad():
+        assert torch.allclose(model.decode(memory, None, dec, lang), model.decode(shuffled, None, dec, lang))
+        assert not torch.allclose(model.decode(memory, None, dec, lang), model.decode(memory, None, dec, 1 - lang))
+
+
+def test_cove_features_mix_the_token_layer_and_both_bilstm_layers():
+    from plmkit.heads.model import HeadConfig, TaskModel
+    from plmkit.models.cove import Cove, CoveConfig
+
+    torch.manual_seed(0)
+    task = TaskModel(Cove(CoveConfig(**LSTM_TINY)), HeadConfig(labels=("a", "b"), features="scalar-mix"))
+    batch = {"input_ids": torch.randint(3, 99, (3, 9)), "attention_mask": torch.ones(3, 9, dtype=torch.long),
+             "labels": torch.tensor([0, 1, 0])}
+    out = task(batch)
+    out["loss"].backward()
+    assert out["logits"].shape == (3, 2)
+    assert all(p.grad is None for p in task.body.parameters())  # frozen: only the mix and the head learn
+
+
+@pytest.mark.parametrize("name", ["cove", "laser"])
+def test_translation_pretraining_loss_falls(name, bitext, tmp_path):
+    d, _, _ = bitext
+    pretrain(name, [str(d / "en.txt"), str(d / "zh.txt")], tmp_path / name, size="tiny",
+             model_overrides={"num_layers": 1, "embedding_size": 32, "hidden_size": 32, "dropout": 0.0},
+             train_overrides={"steps": 15, "batch_size": 8, "lr": 2e-2, "warmup_steps": 2, "log_every": 1},
+             data_overrides={"seq_len": 32, "vocab_size": 600})
+    log = [json.loads(line) for line in (tmp_path / name / "train_log.jsonl").read_text().splitlines()]
+    first, last = sum(r["loss"] for r in log[:3]) / 3, sum(r["loss"] for r in log[-5:]) / 5
+    assert last < first - 0.5, (first, last)
+    assert type(plmkit.load(tmp_path / name)).family_name == name
+
+
+def test_bitext_retrieval_and_zero_shot_by_hand():
+    from plmkit.evaluation.crosslingual import bitext_retrieval, zero_shot
+
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    b = torch.tensor([[2.0, 0.1], [1.0, 1.2], [0.0, 3.0]])  # row 1's nearest is row 2 of a, row 2's is row 1
+    assert bitext_retrieval(a, b) == {"a_to_b": pytest.approx(1 / 3), "b_to_a": pytest.approx(1 / 3)}
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(20, 4, generator=g) + 3, torch.randn(20, 4, generator=g) - 3])
+    y = ["pos"] * 20 + ["neg"] * 20
+    assert zero_shot(x, y, -x, ["neg"] * 20 + ["pos"] * 20) == 1.0
+
+
+def test_prepare_holds_out_every_evaluated_verse(tmp_path):
+    from plmkit.workflows.xling import prepare
+
+    out = prepare(tmp_path, heldout=200, per_section=10)
+    train_en = set((out / "train.en").read_text().splitlines())
+    pairs = [json.loads(x) for x in (out / "retrieval.jsonl").read_text().splitlines()]
+    task = [json.loads(x) for x in (out / "task.jsonl").read_text().splitlines()]
+    assert len(pairs) == 200 and len(task) == 6 * 20
+    lines = (out / "train.en").read_text().splitlines()
+    assert len(lines) == 31102 - 320 == len((out / "train.zh").read_text().splitlines())
+    # the Bible repeats some verses word for word ("And the LORD spake unto Moses, saying,"): those may recur
+    assert sum(r["en"] in train_en for r in pairs + task) < 10
+    assert {r["split"] for r in task} == {"train", "test"} and len({r["label"] for r in task}) == 6
+
+
+def test_xling_evaluate_without_a_prepared_split_is_a_one_line_error(tmp_path, capsys):
+    from plmkit.cli import main
+
+    assert main(["xling", "evaluate", "--model", str(tmp_path), "--data", str(tmp_path)]) == 2
+    assert "retrieval.jsonl" in capsys.readouterr().err

@@ -9,10 +9,12 @@ from .model import causal_features
 
 
 @torch.no_grad()
-def embed(model, tokenizer, texts: list[str], pool: str = "cls", max_length: int = 512) -> torch.Tensor:
+def embed(model, tokenizer, texts: list[str], pool: str = "cls", max_length: int = 512,
+          language: int | None = None) -> torch.Tensor:
     """Sentence vectors (N, H) from a body's last layer: "cls" takes [CLS] for a bidirectional model, the
-    last token for a causal one, or the body's own pooling (ELMo, word2vec, context2vec: `pool_features`,
-    inputs framed by its `input_frame`, as the task heads do); "mean" averages the real tokens."""
+    last token for a causal one, or the body's own pooling (ELMo, word2vec, context2vec, LASER:
+    `pool_features`, inputs framed by its `input_frame`, as the task heads do); "mean" averages the real
+    tokens. `language`: the language id every token carries, for a body with language embeddings (XLM)."""
     if pool not in ("cls", "mean"):
         raise PlmkitError(f"unknown pooling {pool!r}; choose cls or mean")
     causal = causal_features(model)
@@ -33,7 +35,8 @@ def embed(model, tokenizer, texts: list[str], pool: str = "cls", max_length: int
     for i, row in enumerate(ids):
         x[i, :len(row)] = torch.tensor(row)
         mask[i, :len(row)] = 1
-    h = model.eval().encode(x, mask).last_hidden_state  # (N, T, H)
+    types = None if language is None else torch.full_like(x, language)
+    h = model.eval().encode(x, mask, types).last_hidden_state  # (N, T, H)
     if pool == "mean":
         return (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
     if hasattr(model, "pool_features"):

@@ -118,3 +118,31 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tenso
     n = lengths.to(x.device).long()[:, None]  # (B, 1)
     index = torch.where(pos < n, n - 1 - pos, pos)  # (B, T)
     return x.gather(1, index[..., None].expand_as(x))
+
+
+class BiLstm(nn.Module):
+    """L bidirectional LSTM layers, each reading the [→h; ←h] of the one below (a translation encoder's
+    stack: CoVe, LASER). With `lengths`, sequences are packed, so right padding never reaches a real token
+    in either direction; padded positions come out as zeros.
+
+    (B, T, E) → L × (B, T, 2H).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float = 0.0):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.LSTM(input_size if i == 0 else 2 * hidden_size, hidden_size,
+                                            batch_first=True, bidirectional=True) for i in range(num_layers))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
+        outs = []
+        for i, layer in enumerate(self.layers):
+            inp = self.dropout(x) if i else x
+            if lengths is None:
+                x, _ = layer(inp)
+            else:
+                packed = nn.utils.rnn.pack_padded_sequence(inp, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                x, _ = nn.utils.rnn.pad_packed_sequence(layer(packed)[0], batch_first=True,
+                                                        total_length=inp.shape[1])
+            outs.append(x)
+        return outs

@@ -10,3 +10,5 @@ from . import elmo  # noqa: F401
 from . import seq_autoencoder  # noqa: F401
 from . import awd_lstm  # noqa: F401
 from . import context2vec  # noqa: F401
+from . import cove  # noqa: F401  (translation encoders)
+from . import laser  # noqa: F401

@@ -88,7 +88,7 @@ OBJECTIVES.setdefault(BiLM.name, BiLM)
                          "2 layers"],
                 "heads": ["features: learned scalar mix γ Σ s_j h_j of the L + 1 layers"]},
           config=ElmoConfig, objective="bilm", tokenizer="bpe",
-          influences=("context2vec",))
+          influences=("context2vec", "cove"))
 class Elmo(Lstm):
     config_class = ElmoConfig
     causal_features = False  # each LM reads one way, but the features [→h; ←h] see both sides

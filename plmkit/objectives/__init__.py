@@ -15,10 +15,12 @@ from .mlm import MaskedLM, MaskedLMWithNSP
 from .rtd import ReplacedTokenDetection
 from .sop import MaskedLMWithSOP
 from .tlm import TranslationMaskedLM
+from .translation import Translation, TranslationAnyDirection
 from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
-                                                                MaskedLMWithSOP, ReplacedTokenDetection, TranslationMaskedLM,
+                                                                MaskedLMWithSOP, ReplacedTokenDetection, Translation,
+                                                                TranslationAnyDirection, TranslationMaskedLM,
                                                                 WholeWordMaskedLM)}
 
 
@@ -29,4 +31,5 @@ def get_objective(name: str) -> type[Objective]:
 
 
 __all__ = ["OBJECTIVES", "CausalLM", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "Objective",
-           "ReplacedTokenDetection", "TranslationMaskedLM", "WholeWordMaskedLM", "get_objective"]
+           "ReplacedTokenDetection", "Translation", "TranslationAnyDirection", "TranslationMaskedLM",
+           "WholeWordMaskedLM", "get_objective"]
