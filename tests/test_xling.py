@@ -207,6 +207,10 @@ def test_bitext_retrieval_and_zero_shot_by_hand():
     a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     b = torch.tensor([[2.0, 0.1], [1.0, 1.2], [0.0, 3.0]])  # row 1's nearest is row 2 of a, row 2's is row 1
     assert bitext_retrieval(a, b) == {"a_to_b": pytest.approx(1 / 3), "b_to_a": pytest.approx(1 / 3)}
+    # a large offset per language: b's second row leans toward a's offset, so every a query lands on it
+    a, b = torch.tensor([[5.0, 0, 1], [5.0, 0, -1]]), torch.tensor([[0.0, 5, 1], [1.0, 5, -1]])
+    assert bitext_retrieval(a, b)["a_to_b"] == 0.5
+    assert bitext_retrieval(a, b, center=True) == {"a_to_b": 1.0, "b_to_a": 1.0}
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(20, 4, generator=g) + 3, torch.randn(20, 4, generator=g) - 3])
     y = ["pos"] * 20 + ["neg"] * 20

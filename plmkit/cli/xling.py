@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 COLUMNS = (("retrieval_en_zh", "retrieval en→zh"), ("retrieval_zh_en", "retrieval zh→en"),
+           ("centred_en_zh", "centred en→zh"), ("centred_zh_en", "centred zh→en"),
            ("zero_shot_en_zh", "zero-shot en→zh"), ("zero_shot_zh_en", "zero-shot zh→en"),
            ("in_language_en", "en→en"))
 

@@ -3,6 +3,10 @@
 Bitext retrieval (the Tatoeba measure of Artetxe & Schwenk 2019, §4.3): embed N sentences and their N
 translations; a sentence is retrieved correctly when its nearest neighbour by cosine among all N
 translations is its own. Reported as accuracy in each direction (LASER reports the error rate, 1 − it).
+With `center`, each language's mean vector is subtracted first: a small model's vectors share a large
+per-language offset, and raw cosine then sends every query to the same "hub" sentence of the other
+language; centring removes the offset and leaves what the vectors say about meaning (Libovický et al.
+2020, "On the Language Neutrality of Pre-trained Multilingual Representations").
 
 Zero-shot transfer (§4.1–4.2): a classifier trained on sentence vectors of one language is tested on
 sentence vectors of the other, the encoder frozen. The classifier is multinomial logistic regression
@@ -35,8 +39,10 @@ def sentence_vectors(model, tokenizer, texts: list[str], language: int | None = 
     return torch.cat(out)
 
 
-def bitext_retrieval(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+def bitext_retrieval(a: torch.Tensor, b: torch.Tensor, center: bool = False) -> dict[str, float]:
     """a, b: (N, H), row i of b the translation of row i of a → accuracy of a → b and of b → a."""
+    if center:
+        a, b = a - a.mean(0), b - b.mean(0)
     sim = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T  # (N, N) cosine
     gold = torch.arange(len(a))
     return {"a_to_b": float((sim.argmax(1) == gold).float().mean()),

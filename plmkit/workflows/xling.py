@@ -96,13 +96,15 @@ def evaluate(model_dir: str | Path, data: str | Path) -> dict:
     def vectors(texts, language):
         return sentence_vectors(model, tok, texts, language, progress=True)
 
-    ret = bitext_retrieval(vectors([p["en"] for p in pairs], 0), vectors([p["zh"] for p in pairs], 1))
+    en, zh = vectors([p["en"] for p in pairs], 0), vectors([p["zh"] for p in pairs], 1)
+    ret, centred = bitext_retrieval(en, zh), bitext_retrieval(en, zh, center=True)
     train, test = [r for r in task if r["split"] == "train"], [r for r in task if r["split"] == "test"]
     vec = {(split, lang): vectors([r[lang] for r in rows], i)
            for split, rows in (("train", train), ("test", test)) for i, lang in enumerate(("en", "zh"))}
     ytr, yte = [r["label"] for r in train], [r["label"] for r in test]
     return {"model": str(model_dir), "member": model.family_name, "pairs": len(pairs),
             "retrieval_en_zh": ret["a_to_b"], "retrieval_zh_en": ret["b_to_a"],
+            "centred_en_zh": centred["a_to_b"], "centred_zh_en": centred["b_to_a"],
             "zero_shot_en_zh": zero_shot(vec["train", "en"], ytr, vec["test", "zh"], yte),
             "zero_shot_zh_en": zero_shot(vec["train", "zh"], ytr, vec["test", "en"], yte),
             "in_language_en": zero_shot(vec["train", "en"], ytr, vec["test", "en"], yte),
