@@ -36,8 +36,9 @@ def _runs(s) -> str:
     """One cell: what runs the paper now, and what is still to build."""
     if s.state == NOTHING_TO_RUN:
         return "a survey: nothing to run"
-    have = [f"{link.target.removeprefix('member ')} (parent {link.parent or '-'})" if link.target.startswith("member ")
-            else link.target for link in s.links if link.exists]
+    have = [link.target for link in s.links if link.exists and not link.target.startswith("member ")]
+    have[:0] = [f"{link.target.removeprefix('member ')} ({f'parent {link.parent}' if link.parent else 'a root'})"
+                for link in s.links if link.exists and link.target.startswith("member ")]
     todo = s.missing
     if not s.links:
         return "not in plmkit yet"
