@@ -32,13 +32,17 @@ def add_commands(sub) -> None:
     p.set_defaults(func=_cmd_papers)
 
 
+def _present(link) -> str:
+    if not link.target.startswith("member "):
+        return link.target
+    return f"{link.target.removeprefix('member ')} ({f'parent {link.parent}' if link.parent else 'a root'})"
+
+
 def _runs(s) -> str:
     """One cell: what runs the paper now, and what is still to build."""
     if s.state == NOTHING_TO_RUN:
         return "a survey: nothing to run"
-    have = [link.target for link in s.links if link.exists and not link.target.startswith("member ")]
-    have[:0] = [f"{link.target.removeprefix('member ')} ({f'parent {link.parent}' if link.parent else 'a root'})"
-                for link in s.links if link.exists and link.target.startswith("member ")]
+    have = [_present(link) for link in s.links if link.exists]
     todo = s.missing
     if not s.links:
         return "not in plmkit yet"
