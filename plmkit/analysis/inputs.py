@@ -251,3 +251,50 @@ def kept_words(model: nn.Module, tokenizer, sentences: list[list[str]], max_leng
 def save_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+
+
+@dataclasses.dataclass
+class Parsed:
+    """A sentence with its gold dependency tree: heads[i] is the 1-based head of word i + 1, 0 = root."""
+
+    words: list[str]
+    heads: list[int]
+    relations: list[str]
+
+
+def read_conllu(path, limit: int | None = None, max_words: int = 60) -> list[Parsed]:
+    """Dependency trees from a CoNLL-U file (ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL …, tab-separated,
+    a blank line after each sentence); multi-word ranges (1-2) and empty nodes (1.1) are skipped."""
+    p = Path(path)
+    if not p.is_file():
+        raise PlmkitError("parse file not found", path=p)
+    out, words, heads, rels = [], [], [], []
+    try:
+        lines = p.read_text(encoding="utf-8").split("\n") + [""]
+    except UnicodeDecodeError:
+        raise PlmkitError("not UTF-8 text", path=p) from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            if words and len(words) <= max_words:
+                out.append(Parsed(words, heads, rels))
+            words, heads, rels = [], [], []
+            continue
+        if line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) < 8:
+            raise PlmkitError("expected 10 tab-separated CoNLL-U columns (ID FORM … HEAD DEPREL …)", path=p, line=n)
+        if not cols[0].isdigit():
+            continue
+        if int(cols[0]) != len(words) + 1 or not cols[6].isdigit():
+            raise PlmkitError(f"word ids must count 1, 2, … and HEAD be a number, got {cols[0]!r}, {cols[6]!r}",
+                              path=p, line=n)
+        words.append(cols[1])
+        heads.append(int(cols[6]))
+        rels.append(cols[7].split(":")[0])
+    for s in out:
+        if any(h > len(s.words) for h in s.heads):
+            raise PlmkitError("a HEAD points past the end of its sentence", path=p)
+    if not out:
+        raise PlmkitError("no sentence in the file", path=p)
+    return out[:limit] if limit else out
