@@ -31,6 +31,7 @@ Shape legend: B = batch, T = sequence length, L = layers, N = heads, D = head si
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from collections.abc import Callable, Iterable
 
 import torch
@@ -147,8 +148,8 @@ def pruning_curve(model: nn.Module, importance: torch.Tensor, evaluate: Callable
 
     order = prune_order(importance)
     out = []
-    for frac in tqdm(list(fractions), desc="pruning", disable=not progress, leave=False):
-        k = round(frac * len(order))
+    counts = sorted({round(f * len(order)) for f in fractions})  # small models: fractions round to one count
+    for k in tqdm(counts, desc="pruning", disable=not progress, leave=False):
         with head_mask(model, mask_without(tuple(importance.shape), order[:k])):
             out.append({"fraction": k / len(order), "pruned": k, "metric": evaluate()})
     return out
@@ -246,3 +247,94 @@ def task_losses(model: nn.Module, batch: dict) -> torch.Tensor:
     ce = F.cross_entropy(emissions.flatten(0, 1).float(), gold.flatten(), ignore_index=-100, reduction="none")
     ce = ce.view(gold.shape)
     return ce.sum(1) / word_mask.sum(1).clamp_min(1)
+
+
+# ---- `plmkit analyze heads` ----------------------------------------------------------------------------
+
+def requires(loaded) -> str | None:
+    from . import inputs
+
+    if not inputs.is_transformer(loaded.model):
+        return f"{loaded.member.name} has no attention heads"
+    if loaded.task_model is not None or inputs.causal(loaded.model):
+        return None
+    if loaded.tokenizer.mask_id is None or inputs.lm_head_missing(loaded):
+        return "needs a loss: a fine-tuned directory (task loss) or a checkpoint with its LM head"
+    return None
+
+
+_MAIN_METRIC = ("accuracy", "f1", "pearson", "exact_match")
+
+
+def run(loaded, out, data: str | None = None, texts: list[str] | None = None, batch_size: int = 16,
+        progress: bool = False) -> dict:
+    """Importance of every head and the curve of the metric as the least important are pruned: the task
+    loss and metric of a fine-tuned directory on the labelled file `data`, else the LM loss and top-1
+    token accuracy on `texts`. Writes heads.json and heads.png into `out`."""
+    from . import inputs
+
+    if loaded.task_model is not None:
+        from ..data.tasks import read_task
+        from ..heads import collate, encode, evaluate
+        from ..heads.inputs import Format, batches
+
+        if data is None:
+            raise PlmkitError("a fine-tuned model needs --data: labelled examples of its task")
+        tm, tok = loaded.task_model, loaded.tokenizer
+        examples = read_task(data, tm.config.task)
+        features = encode(examples, tm, tok, path=data)
+        pad = Format.of(tm, tok).pad
+        collated = [collate(c, pad) for c in batches(features, batch_size)]
+        importance = head_importance(tm, collated, task_losses, progress=progress)
+
+        chosen: list[str] = []
+
+        def metric() -> float:
+            m, _ = evaluate(tm, tok, examples, features, batch_size=batch_size)
+            if not chosen:
+                chosen.append(next(k for k in _MAIN_METRIC if k in m))
+            return m[chosen[0]]
+
+        model, source = tm, str(data)
+        metric_name = lambda: f"{tm.config.task} {chosen[0]}"  # noqa: E731  (known after the first evaluation)
+    else:
+        if not texts:
+            raise PlmkitError("a pre-trained model needs text (--corpus) to compute its LM loss on")
+        lm = lm_batches(loaded.model, loaded.tokenizer, texts, batch_size)
+        importance = head_importance(loaded.model, lm, lm_losses, progress=progress)
+        model, source = loaded.model, f"{len(texts)} lines"
+        name = "next-token accuracy" if inputs.causal(loaded.model) else "masked-token accuracy"
+        metric_name = lambda: name  # noqa: E731
+
+        def metric() -> float:
+            return lm_accuracy(loaded.model, lm)
+
+    curve = pruning_curve(model, importance, metric, progress=progress)
+    result = {"importance": importance.tolist(), "normalised": "ℓ2 per layer", "data": source,
+              "metric": metric_name(), "curve": curve, "order": prune_order(importance),
+              "figures": ["heads.png"]}
+    plot(result, Path(out) / "heads.png", loaded.name)
+    inputs.save_json(Path(out) / "heads.json", result)
+    return result
+
+
+def plot(result: dict, path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    im = a.imshow(torch.tensor(result["importance"]).numpy(), cmap="YlOrRd", aspect="auto")
+    a.set_xlabel("head")
+    a.set_ylabel("layer")
+    a.set_title(f"head importance (Michel et al.) — {title}", fontsize=9)
+    fig.colorbar(im, ax=a, fraction=0.046)
+    xs = [100 * c["fraction"] for c in result["curve"]]
+    b.plot(xs, [c["metric"] for c in result["curve"]], "o-")
+    b.set_xlabel("% of heads pruned (least important first)")
+    b.set_ylabel(result["metric"])
+    b.set_title("metric vs heads pruned", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -298,3 +298,17 @@ def read_conllu(path, limit: int | None = None, max_words: int = 60) -> list[Par
     if not out:
         raise PlmkitError("no sentence in the file", path=p)
     return out[:limit] if limit else out
+
+
+def shipped_sentences(limit: int | None = 200, seed: int = 0) -> list[list[str]]:
+    """The default corpus sample: verses of the King James Bible that ships with plmkit."""
+    import gzip
+    from importlib import resources
+
+    with resources.files("plmkit").joinpath("resources/kjv.txt.gz").open("rb") as f:
+        lines = gzip.open(f, "rt", encoding="utf-8").read().splitlines()
+    sents = [ln.split() for ln in lines if 3 <= len(ln.split()) <= 40]
+    if limit is not None and len(sents) > limit:
+        rng = random.Random(seed)
+        sents = [sents[i] for i in sorted(rng.sample(range(len(sents)), limit))]
+    return sents

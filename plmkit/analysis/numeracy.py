@@ -90,7 +90,7 @@ def _train(probe: nn.Module, make_batch, steps: int, lr: float = 1e-3):
 
 
 def probe_vectors(E: torch.Tensor, numbers: torch.Tensor, train: torch.Tensor, test: torch.Tensor,
-                  steps: int = 600, seed: int = 0) -> dict:
+                  steps: int = 300, seed: int = 0) -> dict:
     """The three probes on embeddings E (K, H) of `numbers` (K,); train/test are index tensors into K."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -126,7 +126,7 @@ def probe_vectors(E: torch.Tensor, numbers: torch.Tensor, train: torch.Tensor, t
     return {"list_max_accuracy": max_acc, "decoding_rmse": dec_rmse, "addition_rmse": add_rmse}
 
 
-def run(loaded: Loaded, out: Path, low: int = 0, high: int = 99, steps: int = 600, progress=None) -> dict:
+def run(loaded: Loaded, out: Path, low: int = 0, high: int = 99, steps: int = 300, progress=None) -> dict:
     """The three probes on every representation of the integers low … high and on random vectors;
     writes numeracy.json and numeracy.png into `out`."""
     numbers = list(range(low, high + 1))

@@ -129,7 +129,7 @@ def induce(f: torch.Tensor) -> list[int]:
     m[1:, 1:] = f.double()  # m[i, j] = impact of word j on word i; column 0 ([ROOT]) stays 0
     p = m.softmax(-1)  # each word's distribution over its possible heads
     scores = p.T.numpy().copy()  # scores[h, d]
-    return eisner(scores)[1:]
+    return [int(h) for h in eisner(scores)[1:]]
 
 
 def uas(pred: list[int], gold: list[int]) -> tuple[int, int]:
