@@ -186,7 +186,8 @@ def _attention_section(r: dict) -> str:
              for k, v in dep["relations"].items()])
     weights = {"tokens": r["sentence"]["tokens"], "weights": r["sentence"]["weights"]}
     out += ('<h3>Interactive attention view</h3><div class="controls"><label>Layer <select id="layer"></select>'
-            '</label><label>Head <select id="head"></select></label> — click a token to see where it looks; shades are scaled to the head's largest weight.</div>'
+            '</label><label>Head <select id="head"></select></label> — click a token to see where it looks; '
+            'shades are scaled to the largest weight of the head.</div>'
             '<p id="attn-tokens"></p><p id="attn-summary"></p><canvas id="attn-canvas"></canvas>'
             '<script type="application/json" id="attn-data">' +
             json.dumps(weights).replace("</", "<\\/") + "</script>" + f"<script>{_JS}</script>")
