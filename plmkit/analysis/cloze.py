@@ -43,12 +43,7 @@ def requires(loaded: Loaded) -> str | None:
         return f"{loaded.member.name} is not a language model"
     if inputs.causal(model):
         return None
-    if not inputs.is_transformer(model) or loaded.tokenizer.mask_id is None:
-        return f"{loaded.member.name} is neither a masked nor a causal LM"
-    missing = inputs.lm_head_missing(loaded)
-    if missing:
-        return f"the checkpoint has no masked-LM head ({', '.join(missing[:3])} missing)"
-    return None
+    return inputs.masked_lm_problem(loaded)
 
 
 def read_facts(path, templates: str | None = None) -> list[dict]:

@@ -258,9 +258,8 @@ def requires(loaded) -> str | None:
         return f"{loaded.member.name} has no attention heads"
     if loaded.task_model is not None or inputs.causal(loaded.model):
         return None
-    if loaded.tokenizer.mask_id is None or inputs.lm_head_missing(loaded):
-        return "needs a loss: a fine-tuned directory (task loss) or a checkpoint with its LM head"
-    return None
+    problem = inputs.masked_lm_problem(loaded)
+    return f"needs a loss: a fine-tuned directory, or an LM ({problem})" if problem else None
 
 
 _MAIN_METRIC = ("accuracy", "f1", "pearson", "exact_match")

@@ -114,6 +114,20 @@ def causal(model: nn.Module) -> bool:
     return causal_features(model)
 
 
+def masked_lm_problem(loaded: Loaded) -> str | None:
+    """Why the model cannot fill a [MASK] over its vocabulary, or None when it can."""
+    if not is_transformer(loaded.model) or causal(loaded.model):
+        return f"{loaded.member.name} is not a masked LM"
+    if loaded.tokenizer.mask_id is None:
+        return "the tokenizer has no mask token"
+    if getattr(loaded.model, "mlm_transform", None) is None:  # ELECTRA: a replaced-token detector
+        return f"{loaded.member.name}'s pre-training head is not a masked LM over the vocabulary"
+    missing = lm_head_missing(loaded)
+    if missing:
+        return f"the checkpoint has no masked-LM head ({', '.join(missing[:3])} missing)"
+    return None
+
+
 def lm_head_missing(loaded: Loaded) -> list[str]:
     """The output-layer parameters the checkpoint lacked (MiniLM ships the encoder and pooler only)."""
     return [n for n in loaded.untrained if not n.startswith(BODY_PREFIXES) and not n.startswith(("pooler", "nsp"))]
