@@ -141,10 +141,7 @@ def dependency_accuracy(model, tokenizer, parsed: list, max_length: int = 128, p
 
 def plot_maps(maps: dict, path: Path) -> None:
     """The L × N grid of one sentence's attention heat maps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = inputs.pyplot()
 
     W = maps["weights"]
     L, N, T, _ = W.shape
@@ -167,10 +164,7 @@ def plot_maps(maps: dict, path: Path) -> None:
 
 def plot_statistics(stats: dict, path: Path) -> None:
     """Each statistic as an L × N map, and entropy per head by layer against uniform attention."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = inputs.pyplot()
 
     names = ("cls", "sep", "punct", "self", "prev", "next")
     fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.0 * (len(names) + 1), 3.2))

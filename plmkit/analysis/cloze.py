@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.tasks import jsonl_records
 from ..errors import PlmkitError
 from . import inputs
 from .inputs import Loaded
@@ -58,15 +59,9 @@ def read_facts(path, templates: str | None = None) -> list[dict]:
         except (OSError, json.JSONDecodeError) as e:
             raise PlmkitError(f"cannot read templates: {e}", path=templates) from None
     facts = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise PlmkitError(f"not valid JSON: {e.msg}", path=p, line=n) from None
+    for n, r in jsonl_records(p.read_text(encoding="utf-8"), p):
         for key in ("relation", "subject", "object"):
-            if not isinstance(r, dict) or not r.get(key):
+            if not r.get(key):
                 raise PlmkitError(f"missing field {key!r}", path=p, line=n)
         t = {**table.get(r["relation"], {}), **{k: r[k] for k in ("template", "negated") if k in r}}
         if "[X]" not in t.get("template", "") or "[Y]" not in t.get("template", ""):
@@ -194,10 +189,7 @@ def table(result: dict) -> str:
 
 
 def plot(result: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = inputs.pyplot()
 
     rels = [k for k, r in result["relations"].items() if r["n"]]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(rels) + 2), 3.4))

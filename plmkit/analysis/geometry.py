@@ -21,7 +21,6 @@ Shape legend: L = layers (the input layer counted), M = word occurrences, H = hi
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from pathlib import Path
 
@@ -128,10 +127,7 @@ def run(loaded: Loaded, out: Path, sentences: list[list[str]], compare: Loaded |
 
 
 def plot(result: dict, out: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = inputs.pyplot()
 
     layers = range(len(result["layers"]))
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))

@@ -318,10 +318,9 @@ def run(loaded, out, data: str | None = None, texts: list[str] | None = None, ba
 
 
 def plot(result: dict, path, title: str) -> None:
-    import matplotlib
+    from . import inputs
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = inputs.pyplot()
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     im = a.imshow(torch.tensor(result["importance"]).numpy(), cmap="YlOrRd", aspect="auto")

@@ -326,3 +326,13 @@ def shipped_sentences(limit: int | None = 200, seed: int = 0) -> list[list[str]]
         rng = random.Random(seed)
         sents = [sents[i] for i in sorted(rng.sample(range(len(sents)), limit))]
     return sents
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

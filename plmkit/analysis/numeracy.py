@@ -153,10 +153,7 @@ def run(loaded: Loaded, out: Path, low: int = 0, high: int = 99, steps: int = 30
 
 
 def plot(result: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = inputs.pyplot()
 
     names = list(result["representations"])
     rows = [result["representations"][n] for n in names]

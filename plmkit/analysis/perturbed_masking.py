@@ -47,7 +47,7 @@ def impact_matrix(model, tokenizer, words: list[str], batch_size: int = 64, max_
     W = int(b.word_mask.sum())
     first = b.first[0, :W]
     spans = [torch.tensor([t for t, w in enumerate(owners) if w == k]) for k in range(W)]
-    variants, read = [], []
+    variants = []
     for i in range(W):
         base = ids.clone()
         base[spans[i]] = tokenizer.mask_id
@@ -176,10 +176,7 @@ def run(loaded: Loaded, out: Path, sentences: list[list[str]] | None = None, par
 
 
 def plot(words: list[str], f: torch.Tensor, tree: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = inputs.pyplot()
     from matplotlib.patches import Arc
 
     W = len(words)

@@ -239,10 +239,7 @@ def run(loaded: Loaded, out: Path, data: list[str], max_train: int = 1000, max_e
 
 
 def plot(result: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = inputs.pyplot()
 
     layers = [r["layer"] for r in result["layers"]]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))

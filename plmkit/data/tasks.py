@@ -57,21 +57,28 @@ def read_task(path: str | Path, task: str, labelled: bool = True) -> list[Exampl
         rows = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
         examples = [_from_record(r, task, path, rows.line_num, labelled) for r in rows]
     else:  # JSONL, also for stdin
-        examples = []
-        # split("\n"), not splitlines(): JSON strings may hold U+2028 and other characters it splits on.
-        for n, line in enumerate(text.split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PlmkitError(f"not valid JSON: {e.msg}", path=path, line=n) from None
-            if not isinstance(record, dict):
-                raise PlmkitError("each line must be a JSON object", path=path, line=n)
-            examples.append(_from_record(record, task, path, n, labelled))
+        examples = [_from_record(r, task, path, n, labelled) for n, r in jsonl_records(text, path)]
     if not examples:
         raise PlmkitError("no examples in the file", path=path)
     return examples
+
+
+def jsonl_records(text: str, path=None) -> list[tuple[int, dict]]:
+    """(1-based line, object) for each non-blank line of JSONL text; a line that is not a JSON object is
+    an error naming it."""
+    records = []
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 and other characters it splits on.
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise PlmkitError(f"not valid JSON: {e.msg}", path=path, line=n) from None
+        if not isinstance(record, dict):
+            raise PlmkitError("each line must be a JSON object", path=path, line=n)
+        records.append((n, record))
+    return records
 
 
 def _read_text(path: Path) -> str:
