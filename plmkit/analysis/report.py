@@ -42,7 +42,7 @@ def run_method(name: str, loaded: Loaded, out: Path, x: Inputs, progress=None) -
     if name == "attention":
         return attention.run(loaded, out, x.sentence, x.corpus, x.parsed, progress=progress)
     if name == "heads":
-        return heads.run(loaded, out, x.task_data, [" ".join(s) for s in x.corpus])
+        return heads.run(loaded, out, x.task_data, [" ".join(s) for s in x.corpus], progress=True)
     if name == "probe":
         return probe.run(loaded, out, x.data, x.max_train, x.max_eval, progress=progress)
     if name == "cloze":

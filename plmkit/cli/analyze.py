@@ -96,6 +96,7 @@ def _sentences(a):
 
 
 def _cmd(a) -> int:
+    import contextlib
     from pathlib import Path
 
     from tqdm import tqdm
@@ -158,7 +159,8 @@ def _cmd(a) -> int:
                               compare=inputs.load(a.compare) if getattr(a, "compare", None) else None)
             if m == "perturbed-masking":
                 x.pm_sentences = a.sample
-            with tqdm(desc=m, unit="sentence") as bar:
+            # heads shows its own bars (batches scored, pruning steps); the others count sentences here
+            with (contextlib.nullcontext() if m == "heads" else tqdm(desc=m, unit="sentence")) as bar:
                 if m == "geometry":
                     from ..analysis import geometry
 
