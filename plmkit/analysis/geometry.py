@@ -8,7 +8,8 @@ Recipes.
   (types seen at least `min_count` times), averaged over types;
   intra-sentence similarity = the mean cosine between a word and its sentence's mean vector;
   MEV = the share of the variance of a type's occurrences that their first principal component explains.
-  Each is also given anisotropy-adjusted (minus the layer's anisotropy), as the paper does.
+  Each is also given minus the layer's anisotropy: the paper's baseline for self- and intra-sentence
+  similarity (for MEV the paper subtracts the MEV of random words, which is not computed here).
 - Kornblith et al. 2019, "Similarity of Neural Network Representations Revisited", arXiv:1905.00414:
   linear CKA(X, Y) = ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) on centred representations of the same words.
 - Abnar, Beinborn, Choenni & Zuidema 2019, "Blackbox meets blackbox: Representational Similarity and

@@ -41,7 +41,9 @@ class Loaded:
 
     @property
     def name(self) -> str:
-        return self.path.name if self.path.name not in ("", ".") else str(self.path)
+        """The directory and its parent (a transformers checkpoint often sits in a folder named "model")."""
+        parts = self.path.resolve().parts
+        return "/".join(parts[-2:])
 
     def card(self) -> dict:
         """Member, diff, size and training corpus: the model's card in the report."""
@@ -52,7 +54,8 @@ class Loaded:
         return {"path": str(self.path), "member": m.name, "paper": m.paper, "year": m.year, "parent": m.parent,
                 "diff": m.diff, "parameters": sum(p.numel() for p in self.model.parameters()), **size,
                 "corpus": pre.get("corpus") or self.meta.get("corpus"),
-                "objective": pre.get("objective") or self.meta.get("objective") or m.objective,
+                "objective": pre.get("objective") or self.meta.get("objective") or
+                f"not recorded (the member's own: {m.objective})",
                 "fine-tuned": (self.meta.get("finetuned") or {}).get("task"),
                 "source": "plmkit" if self.meta else "transformers directory",
                 "untrained parameters": list(self.untrained)}
