@@ -192,8 +192,8 @@ def test_numeracy_probes_read_a_value_that_is_in_the_embedding():
     g = torch.Generator().manual_seed(0)
     E = torch.cat([nums[:, None].float() / 60, torch.randn(60, 7, generator=g) * 0.01], 1)
     perm = torch.randperm(60, generator=g)
-    linear = numeracy.probe_vectors(E, nums, perm[:48], perm[48:], steps=150)
-    noise = numeracy.probe_vectors(torch.randn(60, 8, generator=g), nums, perm[:48], perm[48:], steps=150)
+    linear = numeracy.probe_vectors(E, nums, perm[:48], perm[48:], steps=100)
+    noise = numeracy.probe_vectors(torch.randn(60, 8, generator=g), nums, perm[:48], perm[48:], steps=100)
     assert linear["decoding_rmse"] < noise["decoding_rmse"] / 2
     assert linear["list_max_accuracy"] > noise["list_max_accuracy"]
 
