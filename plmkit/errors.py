@@ -14,3 +14,11 @@ class PlmkitError(Exception):
         if path is not None:
             where = f"{os.fspath(path)}:{line}: " if line is not None else f"{os.fspath(path)}: "
         super().__init__(where + message)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a training run at a step boundary after writing a checkpoint there."""
+
+    def __init__(self, step: int, checkpoint: str | os.PathLike):
+        self.step, self.checkpoint = step, checkpoint
+        super().__init__(f"interrupted after step {step}; checkpoint {os.fspath(checkpoint)}")

@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 
-from ..errors import PlmkitError
+from ..errors import Interrupted, PlmkitError
 from . import analyze, bench, family, finetune, generate, lineage, papers, pretrain, xling
 
 EXIT_USAGE = 2
@@ -39,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     except PlmkitError as e:
         print(f"plmkit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # a file or directory the system refuses (permissions, a full disk, …)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"plmkit: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Interrupted as e:
+        print(f"plmkit: interrupted after step {e.step}; checkpoint in {e.checkpoint}. To continue, run the same "
+              f"command{' with --resume' if hasattr(args, 'resume') else ' again'}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("plmkit: interrupted", file=sys.stderr)
         return 130

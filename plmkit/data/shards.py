@@ -28,41 +28,65 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..durable import replace_dir
 from ..errors import PlmkitError
 
 FORMAT = 1
 _SEARCH_BYTES = 1 << 20  # how far past a cut point to look for a blank line before cutting mid-document
 
 
+MAX_LINE_BYTES = 10 << 20  # a paragraph (or a document) per line; longer is a file that is not line-structured
+
+
 def iter_lines(path: str | os.PathLike, start: int = 0, end: int | None = None) -> Iterator[str]:
-    """Stream the lines (without the newline) of a UTF-8 file, or of a byte range of it.
+    """Stream the lines (without the line end) of a UTF-8 file, or of a byte range of it.
+
+    A UTF-8 byte-order mark at the start is skipped; CRLF and lone CR end a line as LF does.
 
     Args:
         path: the file.
         start, end: byte range; `start` must be at a line start; lines starting before `end` are read.
 
     Raises:
-        PlmkitError: the file cannot be read, or a line is not UTF-8 (the error names the line).
+        PlmkitError: the file cannot be read, or a line is not UTF-8, holds a NUL byte or is longer than
+            MAX_LINE_BYTES (the error names the line).
     """
     try:
         f = open(path, "rb")
     except OSError as e:
         raise PlmkitError(f"cannot read corpus file: {e.strerror}", path=path) from None
+
+    def where(offset: int) -> int:
+        # Count lines only on this rare path, so a byte range need not know its first line number.
+        f.seek(0)
+        return sum(f.read(min(1 << 20, start - i)).count(b"\n") for i in range(0, start, 1 << 20)) + offset + 1
+
     with f:
         f.seek(start)
         pos = start
         for offset, raw in enumerate(f):
             if end is not None and pos >= end:
                 return
+            size = len(raw)
+            if pos == 0 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if len(raw) > MAX_LINE_BYTES:
+                raise PlmkitError(f"a line of {len(raw):,} bytes; a corpus holds one paragraph per line (at most "
+                                  f"{MAX_LINE_BYTES:,} bytes): split the text into lines", path=path,
+                                  line=where(offset))
+            if b"\0" in raw:
+                raise PlmkitError("a NUL byte: not a UTF-8 text file (UTF-16? save it as UTF-8)", path=path,
+                                  line=where(offset))
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
-                # Count lines only on this rare path, so a byte range need not know its first line number.
-                f.seek(0)
-                before = sum(f.read(min(1 << 20, start - i)).count(b"\n") for i in range(0, start, 1 << 20))
-                raise PlmkitError("not UTF-8 text", path=path, line=before + offset + 1) from None
-            yield text.rstrip("\r\n")
-            pos += len(raw)
+                raise PlmkitError("not UTF-8 text", path=path, line=where(offset)) from None
+            text = text.rstrip("\r\n")
+            if "\r" in text:  # lone CRs (old Mac line ends) inside what LF delimits
+                yield from text.split("\r")
+            else:
+                yield text
+            pos += size
 
 
 @dataclass(frozen=True)
@@ -231,7 +255,7 @@ def build_shards(files: Iterable[str | os.PathLike], tokenizer, out_dir: str | o
         if sum(r["n_content"] for r in results) == 0:
             raise PlmkitError(f"the corpus holds no text: {', '.join(files)}")
         meta = _finish(tmp, units, results, files, sizes, tokenizer, dtype)
-        _replace_dir(Path(tmp), out_dir)
+        replace_dir(Path(tmp), out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return meta
@@ -263,17 +287,6 @@ def _finish(tmp: str, units: list[_Unit], results: list[dict], files: list[str],
     }
     (Path(tmp) / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return meta
-
-
-def _replace_dir(new: Path, out_dir: Path) -> None:
-    """Move the finished directory into place, so readers never see a half-written one."""
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-        new.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        new.rename(out_dir)
 
 
 class TokenCorpus:

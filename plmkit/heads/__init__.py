@@ -11,8 +11,9 @@ import json
 import os
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from ..durable import atomic_file, atomic_write
 from ..errors import PlmkitError
 from .inputs import collate, encode, evaluate
 from .model import GPT_TOKENS, HeadConfig, TaskModel, causal_features
@@ -43,26 +44,27 @@ def save_finetuned(model: TaskModel, directory: str | os.PathLike, info: dict | 
 
     d = save_model(model.body, directory, model.tokenizer, {"finetuned": {"task": model.config.task, **(info or {})}})
     head = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("body.")}
-    save_file(head, str(d / HEAD_WEIGHTS), metadata={"format": "pt"})
-    (d / HEAD_CONFIG).write_text(model.config.to_json() + "\n")
+    with atomic_file(d / HEAD_WEIGHTS) as tmp:
+        save_file(head, str(tmp), metadata={"format": "pt"})
+    atomic_write(d / HEAD_CONFIG, model.config.to_json() + "\n")
     return d
 
 
 def load_finetuned(directory: str | os.PathLike) -> TaskModel:
     """A directory written by `save_finetuned` (e.g. by `plmkit finetune`) → the TaskModel, in eval mode,
     with its tokenizer as `.tokenizer`."""
-    from ..interop.hf import load_model
+    from ..interop.hf import load_model, read_weights
     from ..tokenizers import load_tokenizer
 
     d = Path(directory)
     if not (d / HEAD_CONFIG).is_file():
         raise PlmkitError(f"no {HEAD_CONFIG}: not a fine-tuned model directory (see `plmkit finetune`)", path=d)
     try:
-        config = HeadConfig.from_dict(json.loads((d / HEAD_CONFIG).read_text()), source=d / HEAD_CONFIG)
+        config = HeadConfig.from_dict(json.loads((d / HEAD_CONFIG).read_text(encoding="utf-8")), source=d / HEAD_CONFIG)
     except json.JSONDecodeError as e:
         raise PlmkitError(f"not valid JSON: {e.msg}", path=d / HEAD_CONFIG, line=e.lineno) from None
     model = TaskModel(load_model(d), config)
-    missing, unexpected = model.load_state_dict(load_file(str(d / HEAD_WEIGHTS)), strict=False)
+    missing, unexpected = model.load_state_dict(read_weights(d / HEAD_WEIGHTS), strict=False)
     missing = [k for k in missing if not k.startswith("body.")]
     if missing or unexpected:
         raise PlmkitError(f"head weights do not fit head.json: missing {missing}, unexpected {unexpected}",

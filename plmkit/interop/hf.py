@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import __version__, family
+from ..durable import atomic_file, atomic_write
 from ..errors import PlmkitError
 
 log = logging.getLogger("plmkit")
@@ -24,7 +25,8 @@ log = logging.getLogger("plmkit")
 
 def save_model(model: torch.nn.Module, directory: str | os.PathLike, tokenizer=None,
                info: dict[str, Any] | None = None) -> Path:
-    """Write `model` (and `tokenizer`) so that both plmkit and `transformers` can load the directory."""
+    """Write `model` (and `tokenizer`) so that both plmkit and `transformers` can load the directory; each file
+    goes through a temporary name, so a kill never leaves a half-written one."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     member = family.get(model.family_name)
@@ -36,16 +38,16 @@ def save_model(model: torch.nn.Module, directory: str | os.PathLike, tokenizer=N
                          **layout.to_config(model.config)}
         except PlmkitError as e:
             log.warning("%s; config.json is written for plmkit only", e)
-    (d / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+    atomic_write(d / "config.json", json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(layout.to_hf(state) if layout is not None else state, str(d / "model.safetensors"),
-              metadata={"format": "pt"})
+    with atomic_file(d / "model.safetensors") as tmp:
+        save_file(layout.to_hf(state) if layout is not None else state, str(tmp), metadata={"format": "pt"})
     for name, companion in (layout.companions.items() if layout is not None else ()):
         _save_companion(model, name, companion, d / name)
     meta = {"member": member.name, "objective": member.objective, "config": model.config.to_dict(),
             "plmkit_version": __version__, "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             **(info or {})}
-    (d / "plmkit.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write(d / "plmkit.json", json.dumps(meta, indent=2) + "\n")
     if tokenizer is not None:
         tokenizer.save(d)
     return d
@@ -59,16 +61,30 @@ def _save_companion(model: torch.nn.Module, name: str, layout, d: Path) -> None:
                      **layout.to_config(model.config)}
     except PlmkitError:  # already warned about for the main model; plmkit.json holds the config
         hf_config = {"model_type": f"plmkit-{model.family_name}-{name}"}
-    (d / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+    atomic_write(d / "config.json", json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
     state = {k: v.detach().cpu().contiguous() for k, v in model.companion_state_dict(name).items()}
-    save_file(layout.to_hf(state), str(d / "model.safetensors"), metadata={"format": "pt"})
+    with atomic_file(d / "model.safetensors") as tmp:
+        save_file(layout.to_hf(state), str(tmp), metadata={"format": "pt"})
 
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        d = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise PlmkitError(f"not valid JSON: {e.msg}", path=path, line=e.lineno) from None
+    except UnicodeDecodeError:
+        raise PlmkitError("not UTF-8 text", path=path) from None
+    if not isinstance(d, dict):
+        raise PlmkitError("not a JSON object", path=path)
+    return d
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a truncated or foreign file is the user's error, named."""
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own SafetensorError (and OSError) on a damaged file
+        raise PlmkitError(f"not a readable safetensors file (truncated or damaged?): {e}", path=path) from None
 
 
 def _member_for_model_type(model_type: str, source: Path) -> family.Member:
@@ -85,6 +101,8 @@ def read_model_config(path: str | os.PathLike) -> tuple[family.Member, Any, dict
         raise PlmkitError("model directory not found", path=d)
     if (d / "plmkit.json").exists():
         meta = _read_json(d / "plmkit.json")
+        if "member" not in meta or "config" not in meta:
+            raise PlmkitError("plmkit.json lacks 'member' or 'config'", path=d / "plmkit.json")
         member = family.get(meta["member"])
         return member, member.config_cls.from_dict(meta["config"], source=d / "plmkit.json"), meta
     if (d / "config.json").exists():
@@ -103,17 +121,23 @@ def load_model(path: str | os.PathLike) -> torch.nn.Module:
     member, config, _ = read_model_config(d)
     weights = d / "model.safetensors"
     if not weights.exists():
-        hint = " (found pickle weights, which plmkit never loads)" if (d / "pytorch_model.bin").exists() else ""
-        raise PlmkitError("model.safetensors not found" + hint, path=d)
+        if (d / "pytorch_model.bin").exists():
+            bin_path = d / "pytorch_model.bin"
+            raise PlmkitError(
+                "holds only pytorch_model.bin, a pickle, which plmkit never loads; convert it once to safetensors "
+                "(torch's weights-only loader refuses code): python -c \"import torch, safetensors.torch as st; "
+                f"st.save_file({{k: v.clone() for k, v in torch.load('{bin_path}', weights_only=True).items()}}, "
+                f"'{d / 'model.safetensors'}', metadata={{'format': 'pt'}})\"", path=d)
+        raise PlmkitError("model.safetensors not found", path=d)
     model = member.model_cls(config)
     if getattr(model, "hf", None) is None:  # saved under plmkit's own parameter names: all must be there
         try:
-            model.load_state_dict(load_file(str(weights)))
+            model.load_state_dict(read_weights(weights))
         except RuntimeError as e:
             raise PlmkitError(f"weights do not fit the config: {str(e).splitlines()[-1].strip()}",
                               path=weights) from None
         return model.eval()
-    state, missing = model.hf.from_hf(load_file(str(weights)), model.state_dict())
+    state, missing = model.hf.from_hf(read_weights(weights), model.state_dict())
     body_missing = [k for k in missing if k.startswith(("embeddings.", "layers.", "final_norm"))]
     if body_missing:
         raise PlmkitError(f"weights missing from the checkpoint: {', '.join(body_missing[:5])}", path=weights)
@@ -132,7 +156,7 @@ def _load_companion(model: torch.nn.Module, name: str, layout, weights: Path) ->
     if not weights.exists():
         log.warning("%s not found; %s keeps its random initialisation", weights, name)
         return
-    state, missing = layout.from_hf(load_file(str(weights)), model.companion_state_dict(name))
+    state, missing = layout.from_hf(read_weights(weights), model.companion_state_dict(name))
     if missing:
         raise PlmkitError(f"weights missing from the checkpoint: {', '.join(missing[:5])}", path=weights)
     try:

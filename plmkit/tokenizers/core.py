@@ -104,10 +104,12 @@ class Tokenizer:
         return self.backend.id_to_token(int(i))
 
     def save(self, directory: str | os.PathLike) -> None:
-        """Write `tokenizer.json` and `tokenizer_config.json` as Hugging Face `AutoTokenizer` reads them."""
+        """Write `tokenizer_config.json` and `tokenizer.json` as Hugging Face `AutoTokenizer` reads them, each
+        through a temporary file and a rename; tokenizer.json, which the loader looks for, comes last."""
+        from ..durable import atomic_write
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.backend.save(str(directory / "tokenizer.json"))
         config = {
             # BertTokenizerFast for WordPiece so HF tools treat it as BERT's; the generic class otherwise.
             "tokenizer_class": "BertTokenizerFast" if self.kind == "wordpiece" else "PreTrainedTokenizerFast",
@@ -118,7 +120,8 @@ class Tokenizer:
         lowercase = _lowercases(self.backend)
         if lowercase is not None:
             config["do_lower_case"] = lowercase
-        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        atomic_write(directory / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
+        atomic_write(directory / "tokenizer.json", self.backend.to_str(pretty=True))
 
 
 def _lowercases(backend: tokenizers.Tokenizer) -> bool | None:

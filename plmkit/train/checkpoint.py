@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..durable import fault
+
 COMPLETE = "COMPLETE"
 TENSORS = "trainer.safetensors"
 META = "trainer.json"
@@ -164,6 +166,7 @@ def write_checkpoint(root: Path, step: int, model: torch.nn.Module, save_fn, ten
         f.flush()
         os.fsync(f.fileno())
     _fsync_dir(tmp)
+    fault("write", final.name)
     if final.exists():  # an incomplete leftover from a damaged run
         _remove(final)
     os.rename(tmp, final)

@@ -7,7 +7,13 @@ Run directory (`out_dir`), all written by rank 0:
                              (cumulative, all ranks), tokens_per_s, epoch, elapsed_s, step_fn's extra metrics
     tb/                      TensorBoard events
     checkpoints/step-N/      see checkpoint.py
-    loss.png, train_summary.json, and the final model (save_fn(model, out_dir)) at the end.
+    loss.png, the final model (save_fn(model, out_dir)) and, last, train_summary.json at the end.
+
+Nothing is lost to a kill at any moment (tests/test_robust.py kills runs at every named point of
+plmkit.durable): checkpoints and every file a run reads back are written to a temporary name and renamed;
+a resume drops the log lines past its checkpoint (a half-written last line included) and purges the
+TensorBoard events past it; a run killed after its last checkpoint resumes into the final save. Ctrl-C
+stops at the next step boundary with a checkpoint there (`plmkit.errors.Interrupted`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import logging
 import math
 import os
 import random
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -27,7 +36,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..errors import PlmkitError
+from ..durable import atomic_file, atomic_write, fault, remove_stale
+from ..errors import Interrupted, PlmkitError
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .distributed import all_gather_object, all_reduce_sum, barrier, rank_and_world, resolve_device
@@ -65,6 +75,9 @@ class Trainer:
     `eval_fn(model, step)`, when given, runs every `eval_every` optimizer steps and after the last one, with
     the unwrapped model in eval mode and no gradients (e.g. dev-set evaluation, early stopping, gradual
     unfreezing); it runs on every rank, and returning True on all of them ends training after that step.
+    `state`, when given, is what eval_fn keeps between evaluations (best score, best weights, …): an object
+    with `state_dict() -> (tensors, json_dict)` and `load_state_dict(tensors, json_dict)`, saved in every
+    checkpoint so that a resumed run evaluates and stops exactly as an uninterrupted one.
     """
 
     def __init__(
@@ -81,13 +94,14 @@ class Trainer:
         run_info: dict | None = None,
         eval_fn: Callable[[torch.nn.Module, int], bool | None] | None = None,
         eval_every: int = 0,
+        state=None,
     ):
         self.config = config
         self.dataset, self.sampler, self.collate, self.step_fn = dataset, sampler, collate, step_fn
         self.out_dir = Path(out_dir)
         self.save_fn = save_fn or ckpt.save_state_dict
         self.run_info = run_info or {}
-        self.eval_fn, self.eval_every = eval_fn, eval_every
+        self.eval_fn, self.eval_every, self.state = eval_fn, eval_every, state
         self.rank, self.world_size = rank_and_world()
         self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", 0)))
         if config.precision == "fp16" and self.device.type != "cuda":
@@ -126,10 +140,15 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=None if is_main else True)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
+        self._sigint = 0
+        previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         try:
-            for step in range(start, cfg.steps):
+            for step in range(start, cfg.steps if not self._stopped else start):
                 self._step(step)
                 done = step + 1
+                fault("step", done)
                 bar.update(1)
                 if done % cfg.log_every == 0 or done == cfg.steps:
                     record = self._log(done)
@@ -140,12 +159,21 @@ class Trainer:
                             if k != "step":
                                 writer.add_scalar(f"train/{k}", v, done)
                         bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
-                if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:
-                    self._checkpoint(done)
-                if self.eval_fn is not None and ((self.eval_every and done % self.eval_every == 0)
-                                                 or done == cfg.steps) and self._evaluate(done):
+                    fault("log", done)
+                stop = self.eval_fn is not None and ((self.eval_every and done % self.eval_every == 0)
+                                                     or done == cfg.steps) and self._evaluate(done)
+                fault("eval", done)
+                interrupted = self._interrupt_requested()
+                if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps or stop or interrupted:
+                    self._checkpoint(done, stopped=stop)
+                    fault("checkpoint", done)
+                if interrupted:
+                    raise Interrupted(done, self.out_dir / "checkpoints" / f"step-{done}")
+                if stop:
                     break
         finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
             bar.close()
             if is_main:
                 writer.close()
@@ -153,6 +181,20 @@ class Trainer:
         summary = self._finish(start)
         barrier()
         return summary
+
+    def _on_sigint(self, signum, frame) -> None:
+        """First Ctrl-C: finish the step, checkpoint, stop. A second one stops at once."""
+        self._sigint += 1
+        if self._sigint > 1:
+            raise KeyboardInterrupt
+        print("\nplmkit: stopping after this step with a checkpoint (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    def _interrupt_requested(self) -> bool:
+        """Whether any rank got Ctrl-C; all ranks agree, so they stop at the same step."""
+        if self.world_size == 1:
+            return self._sigint > 0
+        return all_reduce_sum([float(self._sigint > 0)], self.device)[0] > 0
 
     # --- the loop --------------------------------------------------------------------------------------
 
@@ -239,7 +281,7 @@ class Trainer:
         """Check the run dir, restore the newest checkpoint when resuming; returns the first step to run."""
         root = self.out_dir / "checkpoints"
         log_path = self.out_dir / LOG_FILE
-        self._tokens, self._elapsed_before, self._restored_pending = 0, 0.0, None
+        self._tokens, self._elapsed_before, self._restored_pending, self._stopped = 0, 0.0, None, False
         if not resume and (log_path.exists() or ckpt.complete_checkpoints(root)):
             raise PlmkitError(
                 "already holds a training run; resume it (resume=True, --resume) or choose another output dir",
@@ -249,8 +291,9 @@ class Trainer:
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale(root)
+            remove_stale(self.out_dir)
             meta = {"config": self.config.to_dict(), "run_info": self.run_info, "world_size": self.world_size}
-            (self.out_dir / "train_config.json").write_text(json.dumps(meta, indent=2))
+            atomic_write(self.out_dir / "train_config.json", json.dumps(meta, indent=2))
         barrier()
         found = ckpt.complete_checkpoints(root) if resume else []
         if resume and not found:
@@ -269,14 +312,16 @@ class Trainer:
         barrier()
         return start
 
-    def _checkpoint(self, done: int) -> None:
+    def _checkpoint(self, done: int, stopped: bool = False) -> None:
         rank_state = {"rng": ckpt.capture_rng(), "pending": self._pending_floats()}
         ranks = all_gather_object(rank_state)
         if self.rank == 0:
             opt_tensors, opt_meta = ckpt.optimizer_state(self.optimizer)
             rng_tensors, rank_meta = ckpt.split_rank_states(ranks)
             model_tensors = {f"model.{k}": v for k, v in self.module.state_dict().items()}
-            tensors = ckpt.plain_state_dict({**model_tensors, **opt_tensors, **rng_tensors})
+            extra_tensors, extra_meta = self.state.state_dict() if self.state is not None else ({}, None)
+            extra_tensors = {f"extra.{k}": v for k, v in extra_tensors.items()}
+            tensors = ckpt.plain_state_dict({**model_tensors, **opt_tensors, **rng_tensors, **extra_tensors})
             meta = {
                 "step": done,
                 "tokens": self._tokens,
@@ -288,6 +333,8 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
                 "ranks": rank_meta,
+                "extra": extra_meta,
+                "stopped": stopped,  # eval_fn ended the run here: a resume goes straight to the final save
             }
             ckpt.write_checkpoint(self.out_dir / "checkpoints", done, self.module, self.save_fn, tensors, meta)
             ckpt.prune(self.out_dir / "checkpoints", self.config.keep_checkpoints)
@@ -305,6 +352,10 @@ class Trainer:
         if self.scaler and meta["scaler"]:
             self.scaler.load_state_dict(meta["scaler"])
         self._tokens, self._elapsed_before = meta["tokens"], meta["elapsed_s"]
+        self._stopped = meta.get("stopped", False)
+        if self.state is not None:
+            self.state.load_state_dict({k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")},
+                                       meta.get("extra"))
         if meta["world_size"] == self.world_size:
             state = ckpt.join_rank_state(tensors, meta["ranks"], self.rank)
             ckpt.restore_rng(state["rng"])
@@ -335,7 +386,8 @@ class Trainer:
         if self.rank == 0:
             self.save_fn(self.module, self.out_dir)
             _plot_loss(records, self.out_dir / "loss.png")
-            (self.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+            fault("final")
+            atomic_write(self.out_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
         return summary
 
 
@@ -354,9 +406,7 @@ def _read_log(path: Path) -> list[dict]:
 def _truncate_log(path: Path, step: int) -> None:
     """Drop records past the checkpoint being resumed, so no step is logged twice."""
     keep = [r for r in _read_log(path) if r["step"] <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-    os.replace(tmp, path)
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def _plot_loss(records: list[dict], path: Path) -> None:
@@ -369,4 +419,5 @@ def _plot_loss(records: list[dict], path: Path) -> None:
     ax.set_ylabel("training loss")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=100)

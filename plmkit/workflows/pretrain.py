@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import family
+from ..durable import atomic_write, building_dir, check_out_dir, fault, remove_stale
 from ..errors import PlmkitError
 from ..interop.hf import save_model
 from ..objectives import get_objective
@@ -81,29 +82,35 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     else:
         member.config_cls.preset(size, source=config_file, **model_over)  # bad keys fail now, not after tokenizing
     out = Path(out)
+    check_out_dir(out)
     if not resume and (out / "train_log.jsonl").exists():
         raise PlmkitError("a run already exists here; pass --resume to continue it or choose another --out", path=out)
     rank, world, _, _ = init_distributed(train_cfg.device)
     for f in corpus:
         if not Path(f).is_file():
             raise PlmkitError("corpus file not found", path=f)
+    if rank == 0:
+        remove_stale(out)  # what killed runs left half-written under temporary names
 
-    # Tokenizer: reused from the run directory on resume, else the given one, else trained on the corpus.
+    # Tokenizer: reused from the run directory on resume, else the given one, else trained on the corpus. The
+    # directory is built aside and renamed into place, so one that exists is complete.
     tok_dir = out / "tokenizer"
     if resume and (tok_dir / "tokenizer.json").exists():
         tokenizer = load_tokenizer(tok_dir)
-    elif start:
-        tokenizer = load_tokenizer(start.directory)
-    elif data.tokenizer:
-        tokenizer = load_tokenizer(data.tokenizer)
     else:
-        if rank == 0:
+        if start:
+            tokenizer = load_tokenizer(start.directory)
+        elif data.tokenizer:
+            tokenizer = load_tokenizer(data.tokenizer)
+        elif rank == 0:
             log.info("training a %s tokenizer (vocab %d) on %s", member.tokenizer, data.vocab_size, ", ".join(corpus))
-            train_tokenizer(member.tokenizer, corpus, data.vocab_size, out_dir=tok_dir)
+            tokenizer = train_tokenizer(member.tokenizer, corpus, data.vocab_size)
+        if rank == 0:
+            with building_dir(tok_dir) as tmp:
+                tokenizer.save(tmp)
+            fault("tokenizer")
         _barrier()
         tokenizer = load_tokenizer(tok_dir)
-    if rank == 0 and not (tok_dir / "tokenizer.json").exists():
-        tokenizer.save(tok_dir)
 
     fit_to = {"vocab_size": tokenizer.vocab_size}
     if "max_positions" in member.config_cls.field_names():  # members without positions read any length
@@ -115,11 +122,13 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
         raise PlmkitError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's embedding has only "
                           f"{config.vocab_size} rows (vocab_size)", path=data.tokenizer or config_file)
     if data.seq_len > config.max_positions:
-        raise PlmkitError(f"seq_len {data.seq_len} exceeds max_positions {config.max_positions}", path=config_file)
+        raise PlmkitError(f"seq_len {data.seq_len} exceeds the model's max_positions {config.max_positions}",
+                          path=start.directory if start else config_file)
 
-    shard_dir = out / "data"
+    shard_dir = out / "data"  # built aside and swapped in: meta.json exists only in a complete one
     if rank == 0 and not (resume and (shard_dir / "meta.json").exists()):
         build_shards(corpus, tokenizer, shard_dir, num_workers=data.workers)
+        fault("shards")
     _barrier()
     tokens = TokenCorpus(shard_dir)
     if hasattr(member.model_cls, "fit"):  # a member estimated in one pass (counts), not trained by steps
@@ -151,7 +160,8 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         _check_same_run(out / "run.json", run, resume)
-        (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+        atomic_write(out / "run.json", json.dumps(run, indent=2) + "\n")
+        fault("run")
         log.info("%s-%s: %.2fM parameters, %d sequences of %d tokens per epoch", member.name, size,
                  run["parameters"] / 1e6, len(dataset), data.seq_len)
 
@@ -207,7 +217,7 @@ def _fit(member, config, corpus, tokens, tokenizer, out: Path, size: str, data: 
                "tokens": tokens.n_tokens, "seconds": time.perf_counter() - start}
     if rank == 0:
         save_model(net, out, tokenizer, {"pretraining": {"corpus": summary["corpus"], "objective": member.objective}})
-        (out / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write(out / "run.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
