@@ -40,6 +40,8 @@ def add_commands(sub) -> None:
     p.add_argument("--dev", required=True, metavar="F", help="for early stopping and model selection")
     p.add_argument("--test", metavar="F", help="evaluated once, with the selected model")
     p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its newest "
+                   "checkpoint (the same result as an uninterrupted run), or print the result of a finished one")
     p.add_argument("--epochs", type=int, default=3, help="at most this many passes over --train (default 3)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 5e-5; 1e-3 with --features scalar-mix)")
     p.add_argument("--batch-size", type=int, default=16, help="examples per step (default 16)")
@@ -119,7 +121,7 @@ def _cmd_finetune(a) -> int:
                       ulmfit=a.ulmfit, crf=a.crf, patience=a.patience, eval_every=a.eval_every,
                       doc_stride=a.doc_stride, scratch=a.from_scratch, init_embeddings=a.init_embeddings,
                       freeze_embeddings=a.freeze_embeddings,
-                      labels=_labels(a.labels))
+                      labels=_labels(a.labels), resume=a.resume)
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2))
     return 0
 

@@ -17,7 +17,10 @@ directory, whose one layer is the static word vector); see plmkit.heads.model fo
 
 Run directory (`out`): the fine-tuned model (body + head.safetensors + head.json, the best dev
 checkpoint), eval.json ({"dev": {...}, "test": {...}, "curve": [...]}, plus "init_embeddings" with the
-number of rows copied when used), metrics.png, and the Trainer's train_log.jsonl, loss.png, tb/.
+number of rows copied when used), metrics.png, and the Trainer's train_log.jsonl, loss.png, tb/. eval.json
+is written last: a directory holding it is a finished run. Until then `checkpoints/` holds the Trainer's
+checkpoints, with the model selection so far (dev curve, best score and weights, patience, unfreezing), so
+`resume=True` continues an interrupted run exactly; they are deleted once eval.json is written.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from ..durable import atomic_file, atomic_write, check_out_dir, fault
 from ..errors import PlmkitError
 from ..evaluation.metrics import MAIN
 from ..data.tasks import LabelSet, read_task
@@ -47,8 +51,10 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
              crf: bool = False, patience: int = 2, eval_every: int | None = None, doc_stride: int = 64,
              weight_decay: float = 0.01, dropout: float = 0.1, scratch: bool = False, progress: bool = True,
              labels: list[str] | None = None, init_embeddings: str | os.PathLike | None = None,
-             freeze_embeddings: bool = False) -> dict:
+             freeze_embeddings: bool = False, resume: bool = False) -> dict:
     """Fine-tune the model in directory `model` on `task`; returns eval.json's content plus "seconds".
+    `resume` continues the interrupted run in `out` from its newest checkpoint (bit-identical on CPU), or
+    returns the result of a finished one.
 
     lr defaults to 5e-5 for full fine-tuning (BERT's range, §A.3) and 1e-3 when only a head is trained
     (scalar-mix). `eval_every` is in optimizer steps (default: once per epoch); training stops after
@@ -71,8 +77,15 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     if ulmfit and features != "finetune":
         raise PlmkitError("--ulmfit fine-tunes the whole model; it does not combine with frozen features")
     out = Path(out)
-    if (out / "train_log.jsonl").exists():
+    check_out_dir(out)
+    if (out / "eval.json").exists():
+        if resume:
+            log.info("%s: fine-tuning already finished", out)
+            return json.loads((out / "eval.json").read_text())
         raise PlmkitError("already holds a fine-tuning run; choose another --out", path=out)
+    if not resume and (out / "train_log.jsonl").exists():
+        raise PlmkitError("holds an unfinished fine-tuning run; pass --resume to continue it or choose another --out",
+                          path=out)
     train_ex = read_task(train, task)
     dev_ex = read_task(dev, task)
     test_ex = read_task(test, task) if test else None
@@ -106,21 +119,12 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
         param_groups = [{"params": [p for p in net.parameters() if p.requires_grad]}]
 
     main_metric = MAIN[task]
-    state = {"best": -math.inf, "best_state": None, "bad": 0, "curve": []}
+    selection = Selection(unfreezing)
 
     def eval_fn(m, step: int) -> bool:
         metrics, _ = evaluate(m, tokenizer, dev_ex, dev_f, batch_size=batch_size * 2, progress=progress)
-        score = metrics[main_metric]
-        state["curve"].append({"step": step, "epoch": round(step / per_epoch, 3), **metrics})
-        log.info("step %d: dev %s %.4f", step, main_metric, score)
-        if unfreezing is not None:
-            unfreezing.next()
-        if score > state["best"]:
-            state.update(best=score, bad=0, best_step=step,
-                         best_state={k: v.detach().clone() for k, v in m.state_dict().items()})
-            return False
-        state["bad"] += 1
-        return state["bad"] >= patience
+        log.info("step %d: dev %s %.4f", step, main_metric, metrics[main_metric])
+        return selection.update(m, step, round(step / per_epoch, 3), metrics, main_metric, patience)
 
     pad = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     run_info = {"task": task, "model": str(model), "train": str(train), "dev": str(dev), "test": test,
@@ -131,27 +135,64 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     trainer = Trainer(net, train_f, StepSampler(len(train_f), batch_size, seed),
                       lambda examples, gen: collate(examples, pad), _step, cfg, out,
                       save_fn=lambda m, d: save_finetuned(m, d, run_info), param_groups=param_groups,
-                      run_info=run_info, eval_fn=eval_fn, eval_every=eval_every or per_epoch)
-    trainer.train()
-    # finetune does not resume, so the checkpoint the Trainer writes at its last step is not kept.
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    net.load_state_dict(state["best_state"])
+                      run_info=run_info, eval_fn=eval_fn, eval_every=eval_every or per_epoch, state=selection)
+    trainer.train(resume=resume)
+    net.load_state_dict(selection.best_state)
     net.eval()
-    save_finetuned(net, out, {**run_info, "best_step": state["best_step"]})
+    save_finetuned(net, out, {**run_info, "best_step": selection.best_step})
 
-    result = {"task": task, "metric": main_metric, "best_step": state["best_step"]}
+    result = {"task": task, "metric": main_metric, "best_step": selection.best_step}
     if embeddings_info:
         result["init_embeddings"] = embeddings_info
     # The dev metrics of the kept model were measured when it was the best: no need to run them again.
-    best = next(c for c in state["curve"] if c["step"] == state["best_step"])
+    best = next(c for c in selection.curve if c["step"] == selection.best_step)
     result["dev"] = {k: v for k, v in best.items() if k not in ("step", "epoch")}
     if test_ex:
         result["test"], _ = evaluate(net, tokenizer, test_ex, test_f, batch_size=batch_size * 2, progress=progress)
-    result["curve"] = state["curve"]
+    result["curve"] = selection.curve
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
-    _plot_curve(state["curve"], main_metric, out / "train_log.jsonl", out / "metrics.png")
+    _plot_curve(selection.curve, main_metric, out / "train_log.jsonl", out / "metrics.png")
+    fault("final-eval")
+    atomic_write(out / "eval.json", json.dumps(result, indent=2) + "\n")
+    # Finished: the checkpoints (each a copy of the model, its optimizer state and the best weights) go.
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return result
+
+
+class Selection:
+    """Model selection on the dev set, kept between evaluations: the curve, the best score, its step and
+    weights, evaluations without improvement (early stopping), and ULMFiT's unfreezing. The Trainer saves it
+    in every checkpoint (`state_dict` / `load_state_dict`), so a resumed run selects the same model."""
+
+    def __init__(self, unfreezing: "GradualUnfreezing | None" = None):
+        self.unfreezing = unfreezing
+        self.best, self.best_step, self.bad = -math.inf, None, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.curve: list[dict] = []
+
+    def update(self, model, step: int, epoch: float, metrics: dict, metric: str, patience: int) -> bool:
+        """Record an evaluation; True when `patience` evaluations in a row brought no better score."""
+        self.curve.append({"step": step, "epoch": epoch, **metrics})
+        if self.unfreezing is not None:
+            self.unfreezing.next()
+        if metrics[metric] > self.best:
+            self.best, self.best_step, self.bad = metrics[metric], step, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        self.bad += 1
+        return self.bad >= patience
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]:
+        meta = {"best": None if self.best_step is None else self.best, "best_step": self.best_step, "bad": self.bad,
+                "curve": self.curve, "frozen": None if self.unfreezing is None else self.unfreezing.frozen}
+        return {f"best.{k}": v for k, v in (self.best_state or {}).items()}, meta
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.best_step, self.bad, self.curve = meta["best_step"], meta["bad"], meta["curve"]
+        self.best = -math.inf if meta["best"] is None else meta["best"]
+        self.best_state = {k[len("best."):]: v for k, v in tensors.items()} if self.best_step is not None else None
+        if self.unfreezing is not None:
+            self.unfreezing.set_frozen(meta["frozen"])
 
 
 def _init_embeddings(body, tokenizer, w2v_dir, freeze: bool) -> dict | None:
@@ -189,9 +230,14 @@ class GradualUnfreezing:
 
     def next(self) -> None:
         if self.frozen > 0:
-            self.frozen -= 1
-            for p in self.groups[self.frozen]:
-                p.requires_grad_(True)
+            self.set_frozen(self.frozen - 1)
+
+    def set_frozen(self, frozen: int) -> None:
+        """Train the groups from `frozen` up; the ones below stay frozen (for a resumed run)."""
+        self.frozen = frozen
+        for i, g in enumerate(self.groups):
+            for p in g:
+                p.requires_grad_(i >= frozen)
 
 
 def _step(model, batch) -> dict:
@@ -216,4 +262,5 @@ def _plot_curve(curve: list[dict], metric: str, log_path: Path, path: Path) -> N
     fig.legend(loc="upper center", ncol=2, fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=100)

@@ -40,10 +40,10 @@ import inspect
 import json
 import logging
 import os
-import shutil
 import tomllib
 from pathlib import Path
 
+from ..durable import atomic_write, check_out_dir, fault
 from ..errors import PlmkitError
 
 log = logging.getLogger("plmkit")
@@ -107,6 +107,7 @@ def run_recipe(path: str | os.PathLike, out: str | os.PathLike) -> dict:
 
     recipe = read_recipe(path)
     out = Path(out)
+    check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     ft = dict(recipe["finetune"])
     compare = ft.pop("compare", False)
@@ -132,7 +133,8 @@ def run_recipe(path: str | os.PathLike, out: str | os.PathLike) -> dict:
                      size=stage.get("size", "tiny"), model_overrides=stage.get("set"),
                      train_overrides={k: v for k, v in stage.items() if k in train_keys},
                      data_overrides={k: v for k, v in stage.items() if k in data_keys},
-                     resume=(run_dir / "train_log.jsonl").exists(), init=previous or stage.get("init"))
+                     resume=run_dir.exists(), init=previous or stage.get("init"))
+            fault("stage", name)
         s = json.loads((run_dir / "train_summary.json").read_text())
         summary["stages"].append({"stage": name, "dir": str(run_dir), "steps": s["steps"], "tokens": s["tokens"],
                                   "seconds": round(s["seconds"], 1), "final_loss": s["final_loss"]})
@@ -144,15 +146,15 @@ def run_recipe(path: str | os.PathLike, out: str | os.PathLike) -> dict:
     for label, model_dir in (starts if compare else starts[-1:]):
         run_dir = out / "finetune" / label
         if not (run_dir / "eval.json").exists():
-            if run_dir.exists():  # an interrupted fine-tuning run: fine-tuning does not resume
-                shutil.rmtree(run_dir)
             log.info("recipe: fine-tuning %s → %s", label, run_dir)
-            finetune(model_dir, out=run_dir, scratch=label == "scratch", **ft)
+            finetune(model_dir, out=run_dir, scratch=label == "scratch",
+                     resume=(run_dir / "train_log.jsonl").exists(), **ft)
+            fault("stage", f"finetune-{label}")
         result = json.loads((run_dir / "eval.json").read_text())
         summary["finetune"][label] = {"metric": result["metric"], "dev": result["dev"][result["metric"]],
                                       **({"test": result["test"][result["metric"]]} if "test" in result else {}),
                                       "seconds": result.get("seconds")}
-    (out / "recipe.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write(out / "recipe.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -165,5 +167,5 @@ def task_text(train: str, task: str, dest: Path) -> Path:
     for e in read_task(train, task):
         parts = [" ".join(e.tokens)] if e.tokens else [e.text, e.text_b, e.context, *(e.choices or [])]
         lines.append("\n".join(" ".join(p.split()) for p in parts if p and p.strip()))  # no blank line inside
-    dest.write_text("\n\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write(dest, "\n\n".join(lines) + "\n")
     return dest
