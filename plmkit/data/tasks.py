@@ -4,6 +4,9 @@ word-level tags.
 Formats (chosen by extension): JSONL (`.jsonl`), CSV/TSV with a header (`.csv`, `.tsv`), CoNLL
 (`token<TAB>tag`, a blank line between sentences; any other extension), SQuAD-style JSON (`.json`).
 Every reader records the 1-based line of each example, so a bad label or field can be named exactly.
+A UTF-8 byte-order mark, CRLF and lone-CR line ends read as a clean LF file does; a NUL byte, labels that
+are numbers on some lines and strings on others, a CSV row with more or fewer fields than its header,
+CoNLL lines with other than two columns, and tags that break BIO where the file uses BIO are refused.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Example:
     choices: list[str] | None = None
     id: str | None = None
     line: int | None = None  # where it starts in its file, for error messages
+    label_type: str | None = None  # "string" or "number" as the file wrote the label (JSONL), for a check
 
 
 def read_task(path: str | Path, task: str, labelled: bool = True) -> list[Example]:
@@ -55,11 +59,19 @@ def read_task(path: str | Path, task: str, labelled: bool = True) -> list[Exampl
         examples = _read_conll(text, path, labelled)
     elif suffix in (".csv", ".tsv"):
         rows = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
-        examples = [_from_record(r, task, path, rows.line_num, labelled) for r in rows]
+        examples = []
+        for r in rows:
+            if None in r or None in r.values():  # DictReader's restkey / restval: a ragged row
+                n = len(r) - 1 + len(r.get(None) or []) if None in r else sum(v is not None for v in r.values())
+                raise PlmkitError(f"a row of {n} fields under a header of {len(rows.fieldnames)}", path=path,
+                                  line=rows.line_num)
+            examples.append(_from_record(r, task, path, rows.line_num, labelled))
     else:  # JSONL, also for stdin
         examples = [_from_record(r, task, path, n, labelled) for n, r in jsonl_records(text, path)]
     if not examples:
         raise PlmkitError("no examples in the file", path=path)
+    if task in ("classify", "pair") and labelled:
+        _same_label_type(examples, path)
     return examples
 
 
@@ -82,13 +94,31 @@ def jsonl_records(text: str, path=None) -> list[tuple[int, dict]]:
 
 
 def _read_text(path: Path) -> str:
+    """The file (or stdin) as text with LF line ends, a leading byte-order mark dropped."""
     import sys
 
     try:
-        return sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         data = path.read_bytes()
         raise PlmkitError("not UTF-8 text", path=path, line=data[:e.start].count(b"\n") + 1) from None
+    if "\0" in text:
+        raise PlmkitError("a NUL byte: not a UTF-8 text file (UTF-16? save it as UTF-8)", path=path,
+                          line=text[:text.index("\0")].count("\n") + 1)
+    # A raw CR can only end a line: JSON strings escape it, and CSV quoting keeps it (newline="").
+    return text.replace("\r\n", "\n") if path.suffix.lower() in (".csv", ".tsv") else \
+        text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _same_label_type(examples: list[Example], path: Path) -> None:
+    """Labels are all strings or all numbers: "1" and 1 would otherwise become one class silently."""
+    kinds = {}
+    for e in examples:
+        kinds.setdefault(e.label_type, e.line)
+        if len(kinds) > 1:
+            first = next(iter(kinds))
+            raise PlmkitError(f"label {e.label!r} is a {e.label_type} but the label on line {kinds[first]} is a "
+                              f"{first}; make every label a string (or every one a number)", path=path, line=e.line)
 
 
 def _field(record: dict, names: tuple[str, ...], path: Path, line: int, required: bool = True):
@@ -124,6 +154,7 @@ def _from_record(r: dict, task: str, path: Path, line: int, labelled: bool) -> E
         a = _field(r, ("text", "text_a"), path, line)
         b = _field(r, ("text_b",), path, line, required=False)
     label = _field(r, ("label",), path, line, labelled)
+    label_type = "number" if isinstance(label, (int, float)) and not isinstance(label, bool) else "string"
     if label is not None and task == "regress":
         try:
             label = float(label)
@@ -131,7 +162,8 @@ def _from_record(r: dict, task: str, path: Path, line: int, labelled: bool) -> E
             raise PlmkitError(f"label {label!r} is not a number", path=path, line=line) from None
     elif label is not None:
         label = str(label)
-    return Example(text=str(a), text_b=None if b is None else str(b), label=label, id=r.get("id"), line=line)
+    return Example(text=str(a), text_b=None if b is None else str(b), label=label, id=r.get("id"), line=line,
+                   label_type=label_type)
 
 
 def _read_conll(text: str, path: Path, labelled: bool) -> list[Example]:
@@ -144,12 +176,32 @@ def _read_conll(text: str, path: Path, labelled: bool) -> list[Example]:
             tokens, tags, start = [], [], None
             continue
         parts = line.split("\t")
-        if labelled and (len(parts) < 2 or not parts[-1].strip()):
-            raise PlmkitError("expected token<TAB>tag", path=path, line=n)
+        if labelled and (len(parts) != 2 or not parts[1].strip()):
+            raise PlmkitError(f"expected token<TAB>tag, found {len(parts)} column(s); keep the token and tag "
+                              "columns (e.g. cut -f1,4 for CoNLL-2003)", path=path, line=n)
         start = start or n
         tokens.append(parts[0])
         tags.append(parts[-1].strip())
+    if labelled:
+        _check_bio(examples, path)
     return examples
+
+
+def _check_bio(examples: list[Example], path: Path) -> None:
+    """Where a file tags with B-/I- prefixes, every tag is O, B-X or I-X, and I-X continues a B-X or I-X."""
+    if not any(t[:2] in ("B-", "I-") for e in examples for t in e.tags):
+        return
+    for e in examples:
+        previous = "O"
+        for k, tag in enumerate(e.tags):
+            bad = None
+            if tag != "O" and tag[:2] not in ("B-", "I-"):
+                bad = f"tag {tag!r} is not O, B-X or I-X, as the file's other tags are (BIO)"
+            elif tag.startswith("I-") and previous[2:] != tag[2:]:
+                bad = f"{tag} follows {previous}: not BIO (an entity starts with B-{tag[2:]})"
+            if bad:
+                raise PlmkitError(bad, path=path, line=e.line + k)
+            previous = tag
 
 
 def _read_squad(text: str, path: Path, labelled: bool) -> list[Example]:
