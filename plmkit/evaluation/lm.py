@@ -72,7 +72,8 @@ def evaluate_lm(model: torch.nn.Module, tokenizer, path: str | os.PathLike, wind
     if not os.path.isfile(path):
         raise PlmkitError("text file not found", path=path)
     if not getattr(model.config, "causal", False):
-        raise PlmkitError(f"evaluate-lm needs a left-to-right LM; {model.family_name} is not one")
+        raise PlmkitError(f"evaluate-lm needs a left-to-right LM; {model.family_name} is not one",
+                          path=getattr(model, "directory", None))
     window = min(window, model.config.max_positions)
     stride = stride or window // 2
     if not 0 < stride < window:
@@ -89,19 +90,18 @@ def evaluate_lm(model: torch.nn.Module, tokenizer, path: str | os.PathLike, wind
             nll -= float(row[s - 1:].double().sum())
             n_tokens += len(row) - (s - 1)
 
-    bar = tqdm(desc="evaluate-lm", unit="tok", disable=not show_progress)
-    for w, s in _windows(_documents(path, tokenizer, stats), tokenizer.doc_sep_id, window, stride):
-        if batch and len(w) != len(batch[0][0]):  # only the last window is shorter
+    with tqdm(desc="evaluate-lm", unit="tok", disable=not show_progress) as bar:  # closed before an error prints
+        for w, s in _windows(_documents(path, tokenizer, stats), tokenizer.doc_sep_id, window, stride):
+            if batch and len(w) != len(batch[0][0]):  # only the last window is shorter
+                run(batch)
+                batch = []
+            batch.append((w, s))
+            if len(batch) == batch_size:
+                run(batch)
+                bar.update(sum(len(w) - s for w, s in batch))
+                batch = []
+        if batch:
             run(batch)
-            batch = []
-        batch.append((w, s))
-        if len(batch) == batch_size:
-            run(batch)
-            bar.update(sum(len(w) - s for w, s in batch))
-            batch = []
-    if batch:
-        run(batch)
-    bar.close()
     if n_tokens == 0 or stats["words"] == 0:
         raise PlmkitError("the file holds no text to evaluate", path=path)
     n_bytes = os.path.getsize(path)

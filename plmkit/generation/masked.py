@@ -13,7 +13,8 @@ MASK_PLACEHOLDER = "[MASK]"  # accepted in user text whatever the tokenizer's ow
 def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[dict]]:
     """For each mask in `text`, the top_k fillers: [{"token", "token_id", "score", "sequence"}, …]."""
     if model.config.causal:
-        raise PlmkitError(f"fill-mask needs a masked LM; {model.family_name} is a causal LM (try generate)")
+        raise PlmkitError(f"fill-mask needs a masked LM; {model.family_name} is a causal LM (try generate)",
+                          path=getattr(model, "directory", None))
     if tokenizer.mask_id is None:
         raise PlmkitError("the tokenizer has no mask token")
     mask_token = tokenizer.id_to_token(tokenizer.mask_id)

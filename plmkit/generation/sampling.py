@@ -15,7 +15,8 @@ def generate(model, tokenizer, prompt: str, max_new_tokens: int = 40, temperatur
     Returns {"text": prompt and continuation as decoded text, "completion", "prompt", "tokens": the new
     token ids, "prompt_tokens"}."""
     if not model.config.causal:
-        raise PlmkitError(f"generate needs a causal LM; {model.family_name} is a masked LM (try fill-mask)")
+        raise PlmkitError(f"generate needs a causal LM; {model.family_name} is a masked LM (try fill-mask)",
+                          path=getattr(model, "directory", None))
     if temperature < 0 or (top_p is not None and not 0 < top_p <= 1) or (top_k is not None and top_k < 1):
         raise PlmkitError("need temperature >= 0, 0 < top_p <= 1 and top_k >= 1")
     gen = torch.Generator().manual_seed(seed) if seed is not None else None

@@ -33,7 +33,8 @@ def build(body, tokenizer, config: HeadConfig) -> TaskModel:
             body.resize_token_embeddings(needed)
         config = config.replace(gpt_tokens=GPT_TOKENS)
     if config.max_length > body.config.max_positions:
-        raise PlmkitError(f"max_length {config.max_length} exceeds the model's {body.config.max_positions} positions")
+        raise PlmkitError(f"max_length {config.max_length} exceeds the model's {body.config.max_positions} positions",
+                          path=getattr(body, "directory", None))
     model = TaskModel(body, config)
     model.tokenizer = tokenizer
     return model

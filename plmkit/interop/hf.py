@@ -130,25 +130,23 @@ def load_model(path: str | os.PathLike) -> torch.nn.Module:
                 f"'{d / 'model.safetensors'}', metadata={{'format': 'pt'}})\"", path=d)
         raise PlmkitError("model.safetensors not found", path=d)
     model = member.model_cls(config)
-    if getattr(model, "hf", None) is None:  # saved under plmkit's own parameter names: all must be there
-        try:
-            model.load_state_dict(read_weights(weights))
-        except RuntimeError as e:
-            raise PlmkitError(f"weights do not fit the config: {str(e).splitlines()[-1].strip()}",
-                              path=weights) from None
-        return model.eval()
-    state, missing = model.hf.from_hf(read_weights(weights), model.state_dict())
-    body_missing = [k for k in missing if k.startswith(("embeddings.", "layers.", "final_norm"))]
-    if body_missing:
-        raise PlmkitError(f"weights missing from the checkpoint: {', '.join(body_missing[:5])}", path=weights)
-    if missing:
-        log.warning("%s: no weights for %s; they keep their random initialisation", d, ", ".join(missing))
+    layout = getattr(model, "hf", None)
+    if layout is None:  # saved under plmkit's own parameter names: all must be there
+        state = read_weights(weights)
+    else:
+        state, missing = layout.from_hf(read_weights(weights), model.state_dict())
+        body_missing = [k for k in missing if k.startswith(("embeddings.", "layers.", "final_norm"))]
+        if body_missing:
+            raise PlmkitError(f"weights missing from the checkpoint: {', '.join(body_missing[:5])}", path=weights)
+        if missing:
+            log.warning("%s: no weights for %s; they keep their random initialisation", d, ", ".join(missing))
     try:
-        model.load_state_dict(state, strict=False)
+        model.load_state_dict(state, strict=layout is None)
     except RuntimeError as e:
         raise PlmkitError(f"weights do not fit the config: {str(e).splitlines()[-1].strip()}", path=weights) from None
-    for name, companion in model.hf.companions.items():
+    for name, companion in (layout.companions.items() if layout is not None else ()):
         _load_companion(model, name, companion, d / name / "model.safetensors")
+    model.directory = d  # so that an error about what the model cannot do names it
     return model.eval()
 
 

@@ -15,6 +15,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -50,15 +51,22 @@ def read_toml(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     if not p.is_file():
         raise PlmkitError("config file not found", path=p)
     try:
-        d = tomllib.loads(p.read_text(encoding="utf-8"))
+        d = tomllib.loads(p.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as e:
-        raise PlmkitError(f"not valid TOML: {e}", path=p) from None
+        raise toml_error(e, p) from None
     except UnicodeDecodeError:
         raise PlmkitError("not UTF-8 text", path=p) from None
     unknown = sorted(set(d) - {"model", "train", "data"})
     if unknown:
         raise PlmkitError(f"unknown table(s) {', '.join(unknown)}; use [model], [train], [data]", path=p)
     return d
+
+
+def toml_error(e: "tomllib.TOMLDecodeError", path: Path) -> PlmkitError:
+    """tomllib's error as plmkit's, its "(at line N, column M)" turned into path:N."""
+    m = re.search(r"\(at line (\d+), column \d+\)", str(e))
+    return PlmkitError(f"not valid TOML: {str(e)[:m.start()].strip() if m else e}", path=path,
+                       line=int(m.group(1)) if m else None)
 
 
 def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = "tiny",

@@ -55,16 +55,19 @@ TASK_FILES = (".jsonl", ".csv", ".tsv")  # a corpus file of a task's format is r
 def read_recipe(path: str | os.PathLike) -> dict:
     """The recipe file, checked: known tables and keys, paths resolved against its directory."""
     from .finetune import finetune
-    from .pretrain import DataOptions
+    from ..config import _line_of_key
+    from .pretrain import DataOptions, toml_error
     from ..train import TrainConfig
 
     p = Path(path)
     if not p.is_file():
         raise PlmkitError("recipe file not found", path=p)
     try:
-        recipe = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise PlmkitError(f"not a valid TOML recipe: {e}", path=p) from None
+        recipe = tomllib.loads(p.read_text(encoding="utf-8-sig"))
+    except tomllib.TOMLDecodeError as e:
+        raise toml_error(e, p) from None
+    except UnicodeDecodeError:
+        raise PlmkitError("not UTF-8 text", path=p) from None
     unknown = sorted(set(recipe) - {*STAGES, "finetune"})
     if unknown:
         raise PlmkitError(f"unknown table(s) {', '.join(unknown)}; use {', '.join(STAGES)}, finetune", path=p)
@@ -77,7 +80,7 @@ def read_recipe(path: str | os.PathLike) -> dict:
     for name, table in recipe.items():
         bad = sorted(set(table) - allowed[name])
         if bad:
-            raise PlmkitError(f"unknown key(s) {', '.join(bad)} in [{name}]", path=p)
+            raise PlmkitError(f"unknown key(s) {', '.join(bad)} in [{name}]", path=p, line=_line_of_key(p, bad[0]))
     g = recipe.get("general", {})
     if g and not (g.get("model") or g.get("init")):
         raise PlmkitError("[general] needs model = NAME (pre-train from scratch) or init = DIR", path=p)
