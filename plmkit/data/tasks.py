@@ -266,7 +266,8 @@ class LabelSet:
             if len(found) >= 2:
                 return declared_set
         if len(found) < 2:
-            raise PlmkitError(f"the training data hold only {len(found)} distinct label(s); need at least two")
+            raise PlmkitError(f"the training data hold only {len(found)} distinct label(s); need at least two",
+                              path=path)
         return cls(sorted(found))
 
     def __len__(self) -> int:

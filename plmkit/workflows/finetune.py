@@ -106,9 +106,11 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     per_epoch = math.ceil(len(train_f) / batch_size)
     steps = epochs * per_epoch
     lr = lr if lr is not None else (1e-3 if features == "scalar-mix" else 5e-5)
+    eval_every = eval_every or per_epoch
+    # A checkpoint after each evaluation: what a resumed run continues from.
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                       warmup_ratio=0.1, schedule="slanted_triangular" if ulmfit else "linear",
-                      log_every=max(1, min(10, per_epoch)))
+                      log_every=max(1, min(10, per_epoch)), save_every=eval_every, keep_checkpoints=1)
     param_groups = unfreezing = None
     if ulmfit:
         groups = net.layer_groups()
@@ -135,7 +137,7 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     trainer = Trainer(net, train_f, StepSampler(len(train_f), batch_size, seed),
                       lambda examples, gen: collate(examples, pad), _step, cfg, out,
                       save_fn=lambda m, d: save_finetuned(m, d, run_info), param_groups=param_groups,
-                      run_info=run_info, eval_fn=eval_fn, eval_every=eval_every or per_epoch, state=selection)
+                      run_info=run_info, eval_fn=eval_fn, eval_every=eval_every, state=selection)
     trainer.train(resume=resume)
     net.load_state_dict(selection.best_state)
     net.eval()
