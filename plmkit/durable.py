@@ -64,7 +64,8 @@ def check_out_dir(out: str | os.PathLike) -> None:
         raise PlmkitError("is not writable; choose another --out", path=probe)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in `path` durable (a directory's entries are flushed separately)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -82,7 +83,7 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
         os.fsync(f.fileno())
     fault("write", path.name)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..durable import fault
+from ..durable import fault, fsync_dir
 
 COMPLETE = "COMPLETE"
 TENSORS = "trainer.safetensors"
@@ -130,15 +130,7 @@ def _fsync_tree(root: Path) -> None:
         for name in files:
             with open(os.path.join(dirpath, name), "rb") as f:
                 os.fsync(f.fileno())
-        _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(Path(dirpath))
 
 
 def _remove(path: Path) -> None:
@@ -165,12 +157,12 @@ def write_checkpoint(root: Path, step: int, model: torch.nn.Module, save_fn, ten
         f.write(f"{step}\n")
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     fault("write", final.name)
     if final.exists():  # an incomplete leftover from a damaged run
         _remove(final)
     os.rename(tmp, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     return final
 
 

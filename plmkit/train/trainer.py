@@ -145,7 +145,8 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         try:
-            for step in range(start, cfg.steps if not self._stopped else start):
+            # A run whose eval_fn stopped it at its checkpoint has no steps left: straight to the final save.
+            for step in range(start, start if self._stopped else cfg.steps):
                 self._step(step)
                 done = step + 1
                 fault("step", done)
