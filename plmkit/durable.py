@@ -22,6 +22,8 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import PlmkitError
+
 FAULT_ENV = "PLMKIT_FAULT"
 
 # Where a run can be made to kill itself, in the order a pre-training run reaches them (N: a step number).
@@ -54,8 +56,6 @@ def fault(point: str, n: int | str | None = None) -> None:
 
 def check_out_dir(out: str | os.PathLike) -> None:
     """An output directory must be a directory we can write to, or creatable: checked before any work."""
-    from .errors import PlmkitError
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PlmkitError("exists and is not a directory; choose another --out", path=out)

@@ -222,6 +222,12 @@ def test_finetuning_killed_everywhere_resumes_bit_identically(reference, task, t
     assert fork_cli(argv(out, False)) == 2  # without --resume it refuses to overwrite it
 
 
+# One process per entry, each rerunning the recipe: stages it finished are skipped, the interrupted one resumes.
+RECIPE_CHAIN = [("tokenizer", False, -9), ("checkpoint:2", False, -9), ("stage:general", False, -9),
+                ("shards", False, -9), ("checkpoint:4", False, -9), ("SIGINT@step:2", False, 130), ("eval:4", False, -9),
+                ("stage:finetune-after-task", False, -9)]
+
+
 def test_recipe_killed_in_every_stage_gives_the_same_model(reference, task, tmp_path):
     corpus = reference[0]
     train, dev = task
@@ -233,10 +239,7 @@ def test_recipe_killed_in_every_stage_gives_the_same_model(reference, task, tmp_
         'max_length = 32\n')
     ref, out = tmp_path / "ref", tmp_path / "run"
     assert fork_cli(["recipe", str(tmp_path / "r.toml"), "--out", str(ref)]) == 0
-    chain = [("tokenizer", False, -9), ("checkpoint:2", False, -9), ("stage:general", False, -9), ("shards", False, -9),
-             ("checkpoint:4", False, -9), ("SIGINT@step:2", False, 130), ("eval:4", False, -9),
-             ("stage:finetune-after-task", False, -9)]
-    for point, _, code in chain:
+    for point, _, code in RECIPE_CHAIN:
         assert fork_cli(["recipe", str(tmp_path / "r.toml"), "--out", str(out)], point) == code, point
     assert fork_cli(["recipe", str(tmp_path / "r.toml"), "--out", str(out)]) == 0
     for stage in ("general", "task", "finetune/after-task"):
@@ -246,8 +249,8 @@ def test_recipe_killed_in_every_stage_gives_the_same_model(reference, task, tmp_
 
 
 def test_every_fault_point_is_reached_by_a_sweep():
-    visited = {re.sub(r":.*", "", p.split("@")[-1]) for chain in (PRETRAIN_CHAIN, FINETUNE_CHAIN)
-               for p, _, _ in chain if isinstance(p, str)} | {"stage"}
+    visited = {re.sub(r":.*", "", p.split("@")[-1]) for chain in (PRETRAIN_CHAIN, FINETUNE_CHAIN, RECIPE_CHAIN)
+               for p, _, _ in chain if isinstance(p, str)}
     assert visited == {p.split(":")[0] for p in FAULT_POINTS}
 
 
