@@ -90,7 +90,7 @@ def test_recipe_errors_name_the_file(tmp_path, capsys):
     bad.write_text('[general]\nmodel = "bert"\ncorpus = ["x.txt"]\nstepz = 3\n[finetune]\ntask = "classify"\n'
                    'train = "t"\ndev = "d"\n')
     assert main(["recipe", str(bad), "--out", str(tmp_path / "o")]) == 2
-    assert "bad.toml: unknown key(s) stepz in [general]" in capsys.readouterr().err
+    assert "bad.toml:4: unknown key(s) stepz in [general]" in capsys.readouterr().err
     bad.write_text('[domain]\ncorpus = ["x.txt"]\n[finetune]\ntask = "classify"\ntrain = "t"\ndev = "d"\n')
     assert main(["recipe", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "add init = DIR to [domain]" in capsys.readouterr().err
