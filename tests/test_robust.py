@@ -44,21 +44,26 @@ def warm():
     torch.optim.AdamW([torch.zeros(1, requires_grad=True)], fused=True)
 
 
-def _child(argv: list[str], fault: str | None) -> None:
+def _child(argv: list[str], fault: str | None, stderr: str) -> None:
     if fault:
         os.environ[FAULT_ENV] = fault
     else:
         os.environ.pop(FAULT_ENV, None)
-    torch.set_num_threads(1)  # as the references (OMP_NUM_THREADS=1): the same kernels, the same sums
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    os._exit(main(["-q", *argv]))
+    # One thread, as the references (OMP_NUM_THREADS=1): the same kernels, the same sums; and no use of the
+    # OpenMP thread team this process inherited from its parent, which a forked child cannot rely on.
+    torch.set_num_threads(1)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.dup2(os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", buffering=1, closefd=False)  # not pytest's
+    code = main(["-q", *argv])
+    sys.stderr.flush()
+    os._exit(code)
 
 
-def fork_cli(argv: list[str], fault: str | None = None, kill_after: float | None = None) -> int:
+def fork_cli(argv: list[str], fault: str | None = None, kill_after: float | None = None,
+             stderr: str = os.devnull) -> int:
     """Run the CLI in a forked child; its exit code (-9 when SIGKILLed). `kill_after` seconds: SIGKILL it then."""
-    p = multiprocessing.get_context("fork").Process(target=_child, args=(argv, fault))
+    p = multiprocessing.get_context("fork").Process(target=_child, args=(argv, fault, stderr))
     p.start()
     p.join(kill_after if kill_after is not None else 1200)
     if p.is_alive():
@@ -257,16 +262,12 @@ def test_every_fault_point_is_reached_by_a_sweep():
     assert visited == {p.split(":")[0] for p in FAULT_POINTS}
 
 
-def test_ctrl_c_checkpoints_and_says_how_to_resume(reference, tmp_path, capfd):
+def test_ctrl_c_checkpoints_and_says_how_to_resume(reference, tmp_path):
     corpus = reference[0]
     out = tmp_path / "run"
     argv = ["pretrain", "--model", "bert", *SMALL, "--corpus", str(corpus), "--out", str(out), *PRETRAIN]
-    p = multiprocessing.get_context("fork").Process(
-        target=lambda: (os.environ.__setitem__(FAULT_ENV, "SIGINT@step:5"), os._exit(main(["-q", *argv]))))
-    p.start()
-    p.join(1200)
-    assert p.exitcode == 130
-    err = capfd.readouterr().err
+    assert fork_cli(argv, "SIGINT@step:5", stderr=str(tmp_path / "stderr")) == 130
+    err = (tmp_path / "stderr").read_text()
     assert "interrupted after step 5" in err and "--resume" in err and "Traceback" not in err
     assert (out / "checkpoints" / "step-5" / "COMPLETE").is_file() and steps_logged(out)[-1] == 5
 
