@@ -63,7 +63,7 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     from .. import load, load_tokenizer
     from ..data.pretrain import StepSampler
     from ..heads import HeadConfig, build, collate, encode, evaluate, save_finetuned
-    from ..train import TrainConfig, Trainer
+    from ..train import DevSelection, TrainConfig, Trainer
 
     t0 = time.perf_counter()
     if epochs < 1 or batch_size < 1 or patience < 1:
@@ -106,21 +106,9 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
         param_groups = [{"params": [p for p in net.parameters() if p.requires_grad]}]
 
     main_metric = MAIN[task]
-    state = {"best": -math.inf, "best_state": None, "bad": 0, "curve": []}
-
-    def eval_fn(m, step: int) -> bool:
-        metrics, _ = evaluate(m, tokenizer, dev_ex, dev_f, batch_size=batch_size * 2, progress=progress)
-        score = metrics[main_metric]
-        state["curve"].append({"step": step, "epoch": round(step / per_epoch, 3), **metrics})
-        log.info("step %d: dev %s %.4f", step, main_metric, score)
-        if unfreezing is not None:
-            unfreezing.next()
-        if score > state["best"]:
-            state.update(best=score, bad=0, best_step=step,
-                         best_state={k: v.detach().clone() for k, v in m.state_dict().items()})
-            return False
-        state["bad"] += 1
-        return state["bad"] >= patience
+    selection = DevSelection(net, lambda: evaluate(net, tokenizer, dev_ex, dev_f, batch_size=batch_size * 2,
+                                                   progress=progress)[0],
+                             main_metric, patience, per_epoch, after=unfreezing.next if unfreezing else None)
 
     pad = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     run_info = {"task": task, "model": str(model), "train": str(train), "dev": str(dev), "test": test,
@@ -131,26 +119,25 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     trainer = Trainer(net, train_f, StepSampler(len(train_f), batch_size, seed),
                       lambda examples, gen: collate(examples, pad), _step, cfg, out,
                       save_fn=lambda m, d: save_finetuned(m, d, run_info), param_groups=param_groups,
-                      run_info=run_info, eval_fn=eval_fn, eval_every=eval_every or per_epoch)
+                      run_info=run_info, eval_fn=lambda m, step: selection(step), eval_every=eval_every or per_epoch)
     trainer.train()
     # finetune does not resume, so the checkpoint the Trainer writes at its last step is not kept.
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    net.load_state_dict(state["best_state"])
+    selection.restore()
     net.eval()
-    save_finetuned(net, out, {**run_info, "best_step": state["best_step"]})
+    save_finetuned(net, out, {**run_info, "best_step": selection.best_step})
 
-    result = {"task": task, "metric": main_metric, "best_step": state["best_step"]}
+    result = {"task": task, "metric": main_metric, "best_step": selection.best_step}
     if embeddings_info:
         result["init_embeddings"] = embeddings_info
     # The dev metrics of the kept model were measured when it was the best: no need to run them again.
-    best = next(c for c in state["curve"] if c["step"] == state["best_step"])
-    result["dev"] = {k: v for k, v in best.items() if k not in ("step", "epoch")}
+    result["dev"] = selection.best_metrics
     if test_ex:
         result["test"], _ = evaluate(net, tokenizer, test_ex, test_f, batch_size=batch_size * 2, progress=progress)
-    result["curve"] = state["curve"]
+    result["curve"] = selection.curve
     result["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
-    _plot_curve(state["curve"], main_metric, out / "train_log.jsonl", out / "metrics.png")
+    plot_curve(selection.curve, main_metric, out / "train_log.jsonl", out / "metrics.png")
     return result
 
 
@@ -199,7 +186,7 @@ def _step(model, batch) -> dict:
     return {"loss": out["loss"], "tokens": int(batch["attention_mask"].sum())}
 
 
-def _plot_curve(curve: list[dict], metric: str, log_path: Path, path: Path) -> None:
+def plot_curve(curve: list[dict], metric: str, log_path: Path, path: Path) -> None:
     """Dev metric per evaluation and training loss, against optimizer steps."""
     from matplotlib.figure import Figure
 
