@@ -32,7 +32,7 @@ quantization behind `plmkit evaluate --int8` and `plmkit predict --int8`.
 """
 
 # Each module registers its method; this order is the registry's (and `plmkit frontier`'s default order).
-from . import distil, tinybert, pkd, theseus  # noqa: F401
+from . import distil, tinybert, pkd, theseus, bilstm  # noqa: F401
 from .quantize import quantize_int8
 from .registry import Job, Method, Option, Result, get, methods, register
 
