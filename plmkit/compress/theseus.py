@@ -32,9 +32,8 @@ OPTIONS = TRAINING + (LAYERS, INIT) + (
 
 
 def replacement_rate(step: int, steps: int, base_rate: float, until: float) -> float:
-    """p(t) = min(1, k · t + b), with k such that p(until · steps) = 1."""
-    k = (1 - base_rate) / max(1.0, until * steps)
-    return min(1.0, k * step + base_rate)
+    """p(t) = min(1, k · t + b), with k = (1 − b) / (until · steps), so that p reaches 1 at until · steps."""
+    return min(1.0, base_rate + (1 - base_rate) * step / max(1.0, until * steps))
 
 
 def mixed_stack(successors, predecessors, replace: list[bool]) -> list:
