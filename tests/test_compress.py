@@ -3,11 +3,10 @@ maps, Theseus's curriculum, Tang et al.'s augmentation; then `plmkit compress` e
 (a saved student reloads and scores what compression.json says, general distillation, TinyBERT's two
 stages, the BiLSTM student, the errors) and the frontier's Pareto marking."""
 
-import gzip
 import json
 import math
 import random
-from importlib import resources
+import shutil
 
 import pytest
 import torch
@@ -168,17 +167,19 @@ TINY = dict(hidden_size=32, num_layers=4, num_heads=2, intermediate_size=64, max
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(kjv_head, tmp_path_factory):
+    """A tiny BERT (4 layers, width 32) saved as a pre-trained model and, with a random head, as a fine-tuned
+    teacher; KJV verses labelled by whether they name the LORD."""
     d = tmp_path_factory.mktemp("compress")
-    with resources.files("plmkit").joinpath("resources/kjv.txt.gz").open("rb") as f:
-        lines = [ln for ln in gzip.open(f, "rt", encoding="utf-8").read().splitlines() if ln.strip()][:800]
-    (d / "corpus.txt").write_text("\n".join(lines))
+    corpus = kjv_head(800)
+    lines = [ln for ln in corpus.read_text().splitlines() if ln.strip()]
     rows = [{"text": v, "label": "lord" if "LORD" in v else "other"} for v in lines[:112]]
     for name, part in (("train", rows[:64]), ("dev", rows[64:88]), ("test", rows[88:])):
         (d / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
-    tok = train_tokenizer("wordpiece", [d / "corpus.txt"], 200, show_progress=False)
+    tok = train_tokenizer("wordpiece", [corpus], 200, show_progress=False)
     torch.manual_seed(0)
     body = Bert(BertConfig(vocab_size=tok.vocab_size, **TINY))
+    shutil.copy(corpus, d / "corpus.txt")
     save_model(body, d / "pretrained", tok)
     teacher = TaskModel(body, HeadConfig(task="classify", labels=("lord", "other"), max_length=48))
     teacher.tokenizer = tok
@@ -233,7 +234,7 @@ def test_methods_run_and_record_their_choices(data, tmp_path, method, options):
 
 
 def test_general_distillation_then_task_stage(data, tmp_path):
-    corpus = str(data / "corpus.txt")
+    corpus = str(data / "corpus.txt")  # the fixture's KJV verses
     g = compress("distil", data / "pretrained", tmp_path / "gd", corpus=corpus,
                  options={"steps": 3, "seq_len": 32, "batch_size": 4}, progress=False)
     assert g["student"]["layers"] == 2 and g["student"]["training"]["steps"] == 3

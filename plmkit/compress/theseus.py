@@ -20,8 +20,7 @@ import torch
 
 from ..errors import PlmkitError
 from .kd import check_task, train_student
-from .registry import TRAINING, Job, Option, Result, register
-from .registry import INIT, LAYERS
+from .registry import INIT, LAYERS, TRAINING, Job, Option, Result, register
 from .students import build_student, first
 
 OPTIONS = TRAINING + (LAYERS, INIT) + (
@@ -78,7 +77,16 @@ def run(job: Job) -> Result:
         return {"loss": out["loss"], "replace_rate": p, "replaced": sum(replace) / M,
                 "tokens": int(batch["attention_mask"].sum())}
 
-    selection = train_student(job, student, step, out=job.out, params=params)
+    # Only the successors are optimised. The frozen embedding table's (V × H) gradient is not even computed;
+    # the classifier's is (it is small), so a step that happens to replace no module still has a graph.
+    frozen = list(body.embeddings.parameters())
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        selection = train_student(job, student, step, out=job.out, params=params)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
     info.update(modules=M, layers_per_module=N // M,
                 steps_to_full_replacement=next((i for i, r in enumerate(rates) if r >= 1.0), None))
     return Result(student, info, selection.curve, selection.best_step)
