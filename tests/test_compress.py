@@ -213,6 +213,7 @@ def test_saved_student_reloads_and_scores_the_same(data, tmp_path, capsys):
     ("pkd", {"strategy": "last", "epochs": 1}),
     ("theseus", {"epochs": 2}),
     ("tinybert", {"epochs": 1, "hidden": 16, "init": "random"}),  # narrower: W_e, W_h are learned
+    ("tinybert", {"epochs": 1, "intermediate_epochs": 0, "augment": 1}),  # the teacher's MLM proposes words
     ("distil", {"epochs": 1, "student": "distilbert", "init": "random", "layers": 1}),
 ])
 def test_methods_run_and_record_their_choices(data, tmp_path, method, options):
@@ -226,7 +227,10 @@ def test_methods_run_and_record_their_choices(data, tmp_path, method, options):
         torch.testing.assert_close(student.body.embeddings.tokens.weight, teacher.body.embeddings.tokens.weight)
         torch.testing.assert_close(student.head.weight, teacher.head.weight)
         assert not torch.equal(student.body.layers[0].ffn.up.weight, teacher.body.layers[0].ffn.up.weight)
-    if method == "tinybert":
+    if method == "tinybert" and options.get("augment"):
+        assert s["train_examples"] == 2 * 64 and s["projections"] == []
+        assert not (tmp_path / method / "intermediate").exists()
+    elif method == "tinybert":
         assert s["hidden"] == 16 and s["projections"] == ["w_e", "w_h"] and s["layer_map"] == [2, 4]
         assert (tmp_path / method / "intermediate" / "train_log.jsonl").exists()
     if method == "distil":

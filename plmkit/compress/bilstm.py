@@ -40,7 +40,7 @@ from .registry import BATCH_SIZE, MAX_LENGTH, PATIENCE, SEED, Job, Option, Resul
 log = logging.getLogger("plmkit")
 
 OPTIONS = (
-    Option("epochs", int, 5, "passes over the training and synthetic examples (default 5)"),
+    Option("epochs", int, 3, "passes over the training and synthetic examples (default 3)"),
     Option("lr", float, 1e-3, "peak learning rate (default 1e-3)"),
     BATCH_SIZE, MAX_LENGTH, SEED, PATIENCE,
     Option("hidden", int, 300, "embedding and LSTM width per direction (default 300, the paper's embeddings)"),

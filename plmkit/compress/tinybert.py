@@ -166,7 +166,7 @@ def augment(job: Job, copies: int) -> list:
     out = []
     for e in job.train:
         fields = {f: getattr(e, f).split() for f in ("text", "text_b") if getattr(e, f)}
-        candidates = {f: _candidates(words, mlm, tokenizer, o["max_length"] or job.teacher.config.max_length)
+        candidates = {f: _candidates(words, mlm, tokenizer, job.teacher.config.max_length)
                       for f, words in fields.items()}
         for _ in range(copies):
             new = {f: " ".join(rng.choice(c) if c and rng.random() < P_REPLACE else w
