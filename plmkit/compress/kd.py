@@ -80,16 +80,16 @@ def check_task(job: Job, method: str) -> None:
 def train_student(job: Job, student, step: Callable[[Distillation, dict], dict], *, out: Path,
                   extra: dict[str, nn.Module] | None = None, params: list[nn.Parameter] | None = None,
                   examples: list | None = None, targets: torch.Tensor | None = None, labels: list[int] | None = None,
-                  epochs: int | None = None, lr: float | None = None, select: bool = True):
-    """Train `student` (a TaskModel) with the method's `step(module, batch) -> {"loss", …}` for
-    `epochs` passes over `examples` (default: the job's training examples), AdamW with linear warm-up (10 %)
-    and decay, logging to `out`. `params`: what trains (default every parameter of the student and `extra`).
-    The batch holds the student's inputs, the teacher's under the `teacher_` prefix (see `teacher_inputs`),
-    and "labels" (from the examples, or the given label ids: −100 for none); with `targets` (the teacher's
-    logits, one row per example, computed beforehand) it holds them as "targets" instead of the teacher's
-    inputs. With `select`, the student is evaluated on the dev
-    set after each epoch, training stops after `patience` epochs without improvement, and the best weights
-    are restored; returns the DevSelection (its curve and best step), else None."""
+                  epochs: int | None = None, select: bool = True):
+    """Train `student` (a TaskModel) with the method's `step(module, batch) -> {"loss", …}` for `epochs`
+    (default: the option) passes over `examples` (default: the job's training examples), AdamW with linear
+    warm-up (10 %) and decay at the `lr` option, logging to `out`. `params`: what trains (default every
+    parameter of the student and `extra`). The batch holds the student's inputs, the teacher's under the
+    `teacher_` prefix (see `teacher_inputs`), and "labels" (from the examples, or the given label ids: −100 for
+    none); with `targets` (the teacher's logits, one row per example, computed beforehand) it holds them as
+    "targets" instead of the teacher's inputs. With `select`, the student is evaluated on the dev set after
+    each epoch, training stops after `patience` epochs without improvement, and the best weights are
+    restored; returns the DevSelection (its curve and best step), else None."""
     from ..data.pretrain import StepSampler
     from ..heads import collate, encode, evaluate
     from ..train import DevSelection, TrainConfig, Trainer
@@ -127,7 +127,7 @@ def train_student(job: Job, student, step: Callable[[Distillation, dict], dict],
         keep = {id(p) for p in params}
         groups = [{**g, "params": [p for p in g["params"] if id(p) in keep]} for g in groups]
     per_epoch = math.ceil(len(features) / o["batch_size"])
-    cfg = TrainConfig(steps=epochs * per_epoch, batch_size=o["batch_size"], lr=o["lr"] if lr is None else lr,
+    cfg = TrainConfig(steps=epochs * per_epoch, batch_size=o["batch_size"], lr=o["lr"],
                       weight_decay=0.01, seed=o["seed"], warmup_ratio=0.1, log_every=max(1, min(10, per_epoch)))
     selection = None
     if select:
@@ -160,8 +160,10 @@ def teacher_logits(teacher, examples: list, batch_size: int, progress: bool = Fa
     features = encode(examples, teacher, teacher.tokenizer, labelled=False)
     out = torch.zeros(len(examples), len(teacher.config.labels))
     pad = teacher.tokenizer.pad_id or 0
+    device = next(teacher.parameters()).device
     teacher.eval()
     for chunk in tqdm(list(batches(features, batch_size)), desc="teacher logits", unit="batch",
                       disable=None if progress else True, leave=False):
-        out[[f["example"] for f in chunk]] = teacher(collate(chunk, pad))["logits"].float()
+        batch = {k: v.to(device) for k, v in collate(chunk, pad).items()}
+        out[[f["example"] for f in chunk]] = teacher(batch)["logits"].float().cpu()
     return out
