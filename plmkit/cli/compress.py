@@ -86,7 +86,7 @@ def _cmd_compress(a) -> int:
     metric, split = r["metric"], r["split"]
     t, s = r["teacher"], r["student"]
     print(f"{m.name}: {split} {metric} {t[split][metric]:.4f} → {s[split][metric]:.4f} ({r['retained']:.1%} kept); "
-          f"{t['parameters'] / 1e6:.1f}M → {s['parameters'] / 1e6:.1f}M parameters ({r['size_ratio']:.1f}x smaller "
+          f"{t['parameters'] / 1e6:.2f}M → {s['parameters'] / 1e6:.2f}M parameters ({r['size_ratio']:.1f}x smaller "
           f"on disk); examples/s at batch 32 {t['examples_per_s']['32']:.1f} → {s['examples_per_s']['32']:.1f} "
           f"({r['speedup']['32']:.2f}x), batch 1 {r['speedup']['1']:.2f}x; {r['seconds']:.0f} s")
     return 0
