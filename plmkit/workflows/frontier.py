@@ -1,7 +1,8 @@
 """`plmkit frontier`: every compression method on one teacher, as one size / speed / accuracy picture.
 
 Each method runs with its defaults (`plmkit compress METHOD`, into `out/METHOD/`; a method whose
-directory already holds compression.json is not run again, so an interrupted frontier resumes). Then the
+directory already holds compression.json is not run again, and one left unfinished is started again, so an
+interrupted frontier resumes). Then the
 teacher and every student are timed together on the same test examples, in alternating rounds (batch 32
 and batch 1), so the speeds compare across methods even on a machine whose speed drifts. Writes
     frontier.json  one row per model: test score, parameters, weight bytes, examples/s, speed-up, size ratio,
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from ..errors import PlmkitError
@@ -70,6 +72,9 @@ def frontier(model: str | os.PathLike, methods: list[str], train: str, dev: str,
         if (d / "compression.json").exists():
             log.info("frontier: %s already done in %s", m.name, d)
         else:
+            if d.exists():  # an interrupted run: the frontier owns out/METHOD, so it starts that method again
+                log.info("frontier: removing the unfinished %s run in %s", m.name, d)
+                shutil.rmtree(d)
             log.info("frontier: %s → %s", m.name, d)
             compress(m.name, model, d, train=train, dev=dev, test=test, options=options[m.name], progress=progress)
         records[m.name] = json.loads((d / "compression.json").read_text())
