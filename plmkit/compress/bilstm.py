@@ -1,7 +1,7 @@
 """bilstm = a single-layer BiLSTM student trained on the teacher's logits (MSE), with masking, POS-guided
 word replacement and n-gram sampling to augment the transfer set. Tang et al. 2019, arXiv:1903.12136.
 
-Recipe (§2-3): the student embeds the words (300-d), runs one bidirectional LSTM and classifies the
+Recipe: the student embeds the words (300-d), runs one bidirectional LSTM and classifies the
 concatenation of the forward LSTM's last state and the backward one's first through a ReLU layer. It learns
 from L = α · L_CE + (1 − α) · L_distill, L_distill = ‖z_teacher − z_student‖²₂ on the logits, over the
 training set plus a synthetic transfer set labelled by the teacher's logits alone: each word is, with
@@ -92,7 +92,7 @@ class PosLexicon:
 
 def augment_text(text: str, rng: random.Random, mask_token: str | None, lexicon: PosLexicon | None,
                  o: dict) -> str:
-    """One synthetic version of `text` (§3.1): per word, [MASK] with p_mask, else a same-POS word with p_pos;
+    """One synthetic version of `text`: per word, [MASK] with p_mask, else a same-POS word with p_pos;
     then with p_ngram a random n-gram of the result."""
     words = []
     for w in text.split():

@@ -9,8 +9,8 @@ code weights α_ce = 5, α_mlm = 2, α_cos = 1 at T = 2 and multiplies L_ce by T
 soft gradients then keep their scale whatever T).
 
 Task mode (`--model` a fine-tuned teacher, `--train/--dev`): the teacher is fine-tuned on the task and the
-hard-label cross-entropy takes MLM's place — the paper's §4.2 "distillation during adaptation" (done for SQuAD
-there), with the triple loss. General mode (`--model` a pre-trained MLM teacher, `--corpus`): the paper's own
+hard-label cross-entropy takes MLM's place — the paper's "distillation during the adaptation phase" (done
+for SQuAD there), with the triple loss. General mode (`--model` a pre-trained MLM teacher, `--corpus`): the paper's own
 pre-training-time distillation, with MLM (15 %, 80/10/10) as the hard loss.
 
 Where plmkit departs: the layers are evenly spaced from the first (12 → 6 copies 0, 2, 4, 6, 8, 10; the

@@ -31,7 +31,7 @@ def every_other(teacher_layers: int, student_layers: int) -> list[int]:
 
 
 def first(teacher_layers: int, student_layers: int) -> list[int]:
-    """The first k teacher layers (PKD, §4.1; BERT-of-Theseus's released code)."""
+    """The first k teacher layers (PKD; BERT-of-Theseus's released code)."""
     return list(range(student_layers))
 
 
