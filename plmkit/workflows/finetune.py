@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -119,10 +118,9 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     trainer = Trainer(net, train_f, StepSampler(len(train_f), batch_size, seed),
                       lambda examples, gen: collate(examples, pad), _step, cfg, out,
                       save_fn=lambda m, d: save_finetuned(m, d, run_info), param_groups=param_groups,
-                      run_info=run_info, eval_fn=lambda m, step: selection(step), eval_every=eval_every or per_epoch)
+                      run_info=run_info, eval_fn=lambda m, step: selection(step), eval_every=eval_every or per_epoch,
+                      checkpoints=False)  # finetune does not resume; the best weights are kept in memory
     trainer.train()
-    # finetune does not resume, so the checkpoint the Trainer writes at its last step is not kept.
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
     selection.restore()
     net.eval()
     save_finetuned(net, out, {**run_info, "best_step": selection.best_step})
