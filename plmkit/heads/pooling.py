@@ -8,6 +8,21 @@ from ..errors import PlmkitError
 from .model import causal_features
 
 
+def frame_ids(model, tokenizer) -> tuple[list[int], list[int]]:
+    """The ids before and after one text fed to a body: its own `input_frame` where it has one, [CLS] …
+    [SEP] for a bidirectional body, nothing for a causal one (its last token is the text's own)."""
+    if hasattr(model, "input_frame"):
+        first, _, last = model.input_frame(tokenizer)
+        begin, end = [first], [last]
+    else:
+        causal = causal_features(model)
+        begin = [] if causal else [tokenizer.cls_id]
+        end = [] if causal else [tokenizer.sep_id]
+    if None in begin + end:
+        raise PlmkitError("the tokenizer has no [CLS]/[SEP] tokens")
+    return begin, end
+
+
 @torch.no_grad()
 def embed(model, tokenizer, texts: list[str], pool: str = "cls", max_length: int = 512,
           language: int | None = None) -> torch.Tensor:
@@ -18,14 +33,7 @@ def embed(model, tokenizer, texts: list[str], pool: str = "cls", max_length: int
     if pool not in ("cls", "mean"):
         raise PlmkitError(f"unknown pooling {pool!r}; choose cls or mean")
     causal = causal_features(model)
-    if hasattr(model, "input_frame"):
-        first, _, last = model.input_frame(tokenizer)
-        begin, end = [first], [last]
-    else:
-        begin = [] if causal else [tokenizer.cls_id]
-        end = [] if causal else [tokenizer.sep_id]
-    if None in begin + end:
-        raise PlmkitError("the tokenizer has no [CLS]/[SEP] tokens")
+    begin, end = frame_ids(model, tokenizer)
     ids = [begin + x[: max_length - len(begin) - len(end)] + end for x in tokenizer.encode_batch(texts)]
     if any(len(x) == 0 for x in ids):
         raise PlmkitError("cannot embed an empty text")
