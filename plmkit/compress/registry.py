@@ -107,15 +107,16 @@ class Result:
     (saved with plmkit.interop.hf.save_model). `info`: what compression.json records about the student
     beyond sizes and scores (its member, layers, initialisation, the layers it copied, losses used…).
     `curve`: the dev evaluations made while training (eval.json's "curve"), `best_step` the one kept.
-    `save(model, directory)`: for methods whose saved form is not the default (e.g. packed weights);
-    the directory must still load with plmkit.heads.load_finetuned. `parameters`: the count to report
+    `save(model, directory, info)`: for methods whose saved form is not the default (e.g. packed weights;
+    plmkit.compress.storage.saver makes one), `info` the run's record for plmkit.json; the directory must
+    still load with plmkit.heads.load_finetuned. `parameters`: the count to report
     when `model.parameters()` does not show it (e.g. packed weights)."""
 
     model: Any
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     curve: list[dict] = dataclasses.field(default_factory=list)
     best_step: int | None = None
-    save: Callable[[Any, Path], None] | None = None
+    save: Callable[[Any, Path, dict], Any] | None = None
     parameters: int | None = None
 
 

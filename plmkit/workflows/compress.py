@@ -98,7 +98,7 @@ def _task(m, model, out: Path, train, dev, test, opts: dict, progress: bool, t0:
     teacher.config = own
     run_info = {"task": task, "model": str(model), "train": str(train), "dev": str(dev), "test": test,
                 "compression": {"method": m.name, "options": opts}}
-    (result.save or (lambda s, d: save_finetuned(s, d, run_info)))(result.model, out)
+    (result.save or save_finetuned)(result.model, out, run_info)
     seconds = time.perf_counter() - t0
     student = load_finetuned(out)  # what the directory holds, measured as users will load it
     metric = MAIN[task]
