@@ -35,6 +35,7 @@ quantization behind `plmkit evaluate --int8` and `plmkit predict --int8`.
 from . import distil, tinybert, pkd, theseus, bilstm  # noqa: F401  (distillation)
 from . import int8, int8_static, ternary  # noqa: F401  (quantization)
 from . import prune_heads, prune_ffn, lottery, layerdrop, dynabert  # noqa: F401  (pruning, structured dropout)
+from . import deebert, pabee  # noqa: F401  (early exit)
 from .quantize import quantize_int8
 from .registry import Job, Method, Option, Result, get, methods, register
 
