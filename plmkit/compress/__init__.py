@@ -27,8 +27,14 @@ and the dev curve of its training. The workflow does the rest, the same for ever
 both on the same examples at batch 1 and 32, and writes eval.json and compression.json. A new method
 appears in `plmkit frontier` without any change there.
 
-Methods: distil, tinybert, pkd, theseus, bilstm (knowledge distillation). `quantize_int8` is the dynamic int8
-quantization behind `plmkit evaluate --int8` and `plmkit predict --int8`.
+Methods: distil, tinybert, pkd, theseus, bilstm (knowledge distillation); int8, int8-static, ternary
+(quantization); prune-heads, prune-ffn, lottery (pruning); layerdrop, dynabert (structured dropout); deebert,
+pabee (early exit). What they share: kd and students (the distillation loop, student builders); quantize (int8
+layers, and `quantize_int8`, the dynamic int8 quantization behind `plmkit evaluate --int8` and `predict --int8`);
+storage (compressed.safetensors and compressed.json: the saved form of quantized, pruned and early-exit models,
+which `load_finetuned` reads); structure (heads, neurons and layers removed, and the masks that match them);
+exits (the batched early-exit model). A method whose saved form is not a plain fine-tuned directory returns
+`Result(save=storage.saver(spec, encodings))`.
 """
 
 # Each module registers its method; this order is the registry's (and `plmkit frontier`'s default order).
