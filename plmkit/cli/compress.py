@@ -72,8 +72,9 @@ def _cmd_compress(a) -> int:
     from ..workflows.compress import compress
 
     if a.method == "list":
+        width = max(len(m.name) for m in methods())
         for m in methods():
-            print(f"{m.name:<10} {m.summary}" + (" [also --corpus: general distillation]" if m.general else ""))
+            print(f"{m.name:<{width}}  {m.summary}" + (" [also --corpus: general distillation]" if m.general else ""))
         return 0
     m = get(a.method)
     args = _method_parser(m).parse_args(a.args)
