@@ -134,8 +134,6 @@ class ExitModel(TaskModel):
                 alive, previous, agreed = alive[stay], previous[stay], agreed[stay]
                 T = int(lengths[alive].max())  # cut the padding no remaining row needs
                 x, mask = x[stay, :T], mask[stay, :T]
-                if types is not None:
-                    types = types[stay, :T]
         return {"logits": logits, "exit_layer": exit_layer}
 
 
