@@ -195,7 +195,7 @@ def _run(method: str, d, out, **options):
     return m.run(job)
 
 
-@pytest.mark.parametrize("method, options", [("int8", {}), ("ternary", {"epochs": 1})])
+@pytest.mark.parametrize("method, options", [("int8", {}), ("ternary", {"epochs": 1, "batch_size": 32})])
 def test_saved_int8_and_ternary_models_reload_and_score_the_same(compress_data, tmp_path, method, options):
     result = _run(method, compress_data, tmp_path / "run", **options)
     result.save(result.model, tmp_path / "saved", {})
@@ -223,13 +223,15 @@ def test_saved_int8_and_ternary_models_reload_and_score_the_same(compress_data, 
 
 @pytest.mark.parametrize("method, options", [
     ("int8-static", {"calibration": 16}),
-    ("prune-ffn", {"epochs": 0, "ratio": 0.25}),
-    ("lottery", {"rounds": 2, "epochs": 1}),
-    ("lottery", {"kind": "structured", "epochs": 1, "rewind": "teacher", "floor": 0.0}),
-    ("layerdrop", {"epochs": 1, "rate": 0.5}),
-    ("dynabert", {"widths": "1.0,0.5", "depths": "1.0,0.5", "width": 0.5, "depth": 0.5}),
-    ("deebert", {"epochs": 1}),
-    ("pabee", {"epochs": 1}),
+    ("prune-ffn", {"epochs": 0, "ratio": 0.25, "step": 0.25, "importance_examples": 16}),
+    ("lottery", {"rounds": 2, "epochs": 1, "batch_size": 32}),
+    ("lottery", {"kind": "structured", "epochs": 1, "rewind": "teacher", "floor": 0.0, "importance_examples": 16,
+                 "batch_size": 32}),
+    ("layerdrop", {"epochs": 1, "rate": 0.5, "batch_size": 32}),
+    ("dynabert", {"widths": "1.0,0.5", "depths": "1.0,0.5", "width": 0.5, "depth": 0.5, "importance_examples": 16,
+                  "batch_size": 32}),
+    ("deebert", {"epochs": 1, "batch_size": 32}),
+    ("pabee", {"epochs": 1, "batch_size": 32}),
 ])
 def test_methods_run_save_and_reload(compress_data, tmp_path, method, options):
     result = _run(method, compress_data, tmp_path / "run", **options)
@@ -266,8 +268,8 @@ def test_methods_run_save_and_reload(compress_data, tmp_path, method, options):
 
 def test_prune_heads_through_the_command(compress_data, tmp_path, capsys):
     out = tmp_path / "prune"
-    r = compress("prune-heads", compress_data / "teacher", out, **_files(compress_data), options={"epochs": 0},
-                 progress=False)
+    r = compress("prune-heads", compress_data / "teacher", out, **_files(compress_data),
+                 options={"epochs": 0, "step": 0.5, "importance_examples": 16}, progress=False)
     s = r["student"]  # half of the 8 heads gone, for real; at least one left in each layer
     assert sum(s["heads"]) == 4 and min(s["heads"]) == 1 and len(s["removed_heads"]) == 4
     student = load_finetuned(out)
