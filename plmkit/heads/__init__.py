@@ -40,20 +40,26 @@ def build(body, tokenizer, config: HeadConfig) -> TaskModel:
     return model
 
 
-def save_finetuned(model: TaskModel, directory: str | os.PathLike, info: dict | None = None) -> Path:
+def save_finetuned(model: TaskModel, directory: str | os.PathLike, info: dict | None = None,
+                   weights: bool = True) -> Path:
+    """Write the fine-tuned `model`; weights=False writes everything but the weight files (for
+    plmkit.compress.storage, which stores compressed weights its own way)."""
     from ..interop.hf import save_model
 
-    d = save_model(model.body, directory, model.tokenizer, {"finetuned": {"task": model.config.task, **(info or {})}})
-    head = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("body.")}
-    with atomic_file(d / HEAD_WEIGHTS) as tmp:
-        save_file(head, str(tmp), metadata={"format": "pt"})
+    d = save_model(model.body, directory, model.tokenizer, {"finetuned": {"task": model.config.task, **(info or {})}},
+                   weights=weights)
+    if weights:
+        head = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("body.")}
+        with atomic_file(d / HEAD_WEIGHTS) as tmp:
+            save_file(head, str(tmp), metadata={"format": "pt"})
     atomic_write(d / HEAD_CONFIG, model.config.to_json() + "\n")
     return d
 
 
 def load_finetuned(directory: str | os.PathLike) -> TaskModel:
-    """A directory written by `save_finetuned` (e.g. by `plmkit finetune`) → the TaskModel, in eval mode,
-    with its tokenizer as `.tokenizer`."""
+    """A directory written by `save_finetuned` (e.g. by `plmkit finetune`), or by a compression method
+    that stores its weights in a form of its own (plmkit.compress.storage) → the TaskModel, in eval
+    mode, with its tokenizer as `.tokenizer`."""
     from ..interop.hf import load_model, read_weights
     from ..tokenizers import load_tokenizer
 
@@ -64,6 +70,10 @@ def load_finetuned(directory: str | os.PathLike) -> TaskModel:
         config = HeadConfig.from_dict(json.loads((d / HEAD_CONFIG).read_text(encoding="utf-8")), source=d / HEAD_CONFIG)
     except json.JSONDecodeError as e:
         raise PlmkitError(f"not valid JSON: {e.msg}", path=d / HEAD_CONFIG, line=e.lineno) from None
+    from ..compress import storage
+
+    if storage.holds(d):
+        return storage.load(d, config)
     model = TaskModel(load_model(d), config)
     missing, unexpected = model.load_state_dict(read_weights(d / HEAD_WEIGHTS), strict=False)
     missing = [k for k in missing if not k.startswith("body.")]

@@ -24,9 +24,11 @@ log = logging.getLogger("plmkit")
 
 
 def save_model(model: torch.nn.Module, directory: str | os.PathLike, tokenizer=None,
-               info: dict[str, Any] | None = None) -> Path:
+               info: dict[str, Any] | None = None, weights: bool = True) -> Path:
     """Write `model` (and `tokenizer`) so that both plmkit and `transformers` can load the directory; each file
-    goes through a temporary name, so a kill never leaves a half-written one."""
+    goes through a temporary name, so a kill never leaves a half-written one. weights=False writes the configs
+    and tokenizer only, for a caller that stores the weights in a form of its own (plmkit.compress.storage:
+    int8, packed ternary, sparse)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     member = family.get(model.family_name)
@@ -39,11 +41,12 @@ def save_model(model: torch.nn.Module, directory: str | os.PathLike, tokenizer=N
         except PlmkitError as e:
             log.warning("%s; config.json is written for plmkit only", e)
     atomic_write(d / "config.json", json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_file(d / "model.safetensors") as tmp:
-        save_file(layout.to_hf(state) if layout is not None else state, str(tmp), metadata={"format": "pt"})
-    for name, companion in (layout.companions.items() if layout is not None else ()):
-        _save_companion(model, name, companion, d / name)
+    if weights:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        with atomic_file(d / "model.safetensors") as tmp:
+            save_file(layout.to_hf(state) if layout is not None else state, str(tmp), metadata={"format": "pt"})
+        for name, companion in (layout.companions.items() if layout is not None else ()):
+            _save_companion(model, name, companion, d / name)
     meta = {"member": member.name, "objective": member.objective, "config": model.config.to_dict(),
             "plmkit_version": __version__, "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             **(info or {})}

@@ -8,7 +8,8 @@ The mask is either a key mask (B, S), which the layer combines with its causal r
 whose T queries come after S − T cached keys). With a `cache` (plmkit.generation.cache.LayerCache) the
 layer attends over the cached keys and values plus its own new ones.
 
-Shape legend: B = batch, T = sequence length (queries), S = keys, H = hidden size, N = heads, D = H / N.
+Shape legend: B = batch, T = sequence length (queries), S = keys, H = hidden size, N = heads, D = H / N (the
+head size; after head pruning (plmkit.compress.structure) a layer keeps D and has fewer heads, so N · D < H).
 """
 
 from __future__ import annotations
@@ -78,5 +79,5 @@ class SelfAttention(nn.Module):
             y = F.dropout(weights, p, self.training) @ v  # (B, N, T, D)
         else:
             raise ValueError(f"unknown attention impl {impl!r}; choose from {IMPLEMENTATIONS}")
-        y = y.transpose(1, 2).reshape(B, -1, H)
+        y = y.transpose(1, 2).reshape(B, -1, N * D)  # N · D = H unless heads were pruned away
         return self.out(y), (weights if need_weights else None)

@@ -73,4 +73,4 @@ class RelativeSelfAttention(SelfAttention):
         else:
             raise ValueError(f"unknown attention impl {impl!r}; choose from {IMPLEMENTATIONS}")
         y = y + torch.einsum("bnij,ijd->bnid", weights, a)  # the value term Σ_j α_ij a_ij
-        return self.out(y.transpose(1, 2).reshape(B, T, H)), (weights if need_weights else None)
+        return self.out(y.transpose(1, 2).reshape(B, T, -1)), (weights if need_weights else None)

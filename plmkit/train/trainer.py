@@ -78,6 +78,8 @@ class Trainer:
     `state`, when given, is what eval_fn keeps between evaluations (best score, best weights, …): an object
     with `state_dict() -> (tensors, json_dict)` and `load_state_dict(tensors, json_dict)`, saved in every
     checkpoint so that a resumed run evaluates and stops exactly as an uninterrupted one.
+    `checkpoints=False` writes none, not even the last one: for runs that are never resumed (compression),
+    which keep their own copy of the weights they want; Ctrl-C then stops them as any KeyboardInterrupt.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class Trainer:
         eval_fn: Callable[[torch.nn.Module, int], bool | None] | None = None,
         eval_every: int = 0,
         state=None,
+        checkpoints: bool = True,
     ):
         self.config = config
         self.dataset, self.sampler, self.collate, self.step_fn = dataset, sampler, collate, step_fn
@@ -102,6 +105,7 @@ class Trainer:
         self.save_fn = save_fn or ckpt.save_state_dict
         self.run_info = run_info or {}
         self.eval_fn, self.eval_every, self.state = eval_fn, eval_every, state
+        self.checkpoints = checkpoints
         self.rank, self.world_size = rank_and_world()
         self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", 0)))
         if config.precision == "fp16" and self.device.type != "cuda":
@@ -142,7 +146,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self._sigint = 0
         previous_handler = None
-        if threading.current_thread() is threading.main_thread():
+        if self.checkpoints and threading.current_thread() is threading.main_thread():
             previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             # A run whose eval_fn stopped it at its checkpoint has no steps left: straight to the final save.
@@ -165,7 +169,8 @@ class Trainer:
                                                      or done == cfg.steps) and self._evaluate(done)
                 fault("eval", done)
                 interrupted = self._interrupt_requested()
-                if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps or stop or interrupted:
+                if self.checkpoints and ((cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps
+                                         or stop or interrupted):
                     self._checkpoint(done, stopped=stop)
                     fault("checkpoint", done)
                 if interrupted:

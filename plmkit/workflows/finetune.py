@@ -69,7 +69,7 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     from .. import load, load_tokenizer
     from ..data.pretrain import StepSampler
     from ..heads import HeadConfig, build, collate, encode, evaluate, save_finetuned
-    from ..train import TrainConfig, Trainer
+    from ..train import DevSelection, TrainConfig, Trainer
 
     t0 = time.perf_counter()
     if epochs < 1 or batch_size < 1 or patience < 1:
@@ -121,12 +121,9 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
         param_groups = [{"params": [p for p in net.parameters() if p.requires_grad]}]
 
     main_metric = MAIN[task]
-    selection = Selection(unfreezing)
-
-    def eval_fn(m, step: int) -> bool:
-        metrics, _ = evaluate(m, tokenizer, dev_ex, dev_f, batch_size=batch_size * 2, progress=progress)
-        log.info("step %d: dev %s %.4f", step, main_metric, metrics[main_metric])
-        return selection.update(m, step, round(step / per_epoch, 3), metrics, main_metric, patience)
+    selection = DevSelection(net, lambda: evaluate(net, tokenizer, dev_ex, dev_f, batch_size=batch_size * 2,
+                                                   progress=progress)[0],
+                             main_metric, patience, per_epoch, unfreezing=unfreezing)
 
     pad = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     run_info = {"task": task, "model": str(model), "train": str(train), "dev": str(dev), "test": test,
@@ -137,9 +134,10 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     trainer = Trainer(net, train_f, StepSampler(len(train_f), batch_size, seed),
                       lambda examples, gen: collate(examples, pad), _step, cfg, out,
                       save_fn=lambda m, d: save_finetuned(m, d, run_info), param_groups=param_groups,
-                      run_info=run_info, eval_fn=eval_fn, eval_every=eval_every, state=selection)
+                      run_info=run_info, eval_fn=lambda m, step: selection(step), eval_every=eval_every,
+                      state=selection)
     trainer.train(resume=resume)
-    net.load_state_dict(selection.best_state)
+    selection.restore()
     net.eval()
     save_finetuned(net, out, {**run_info, "best_step": selection.best_step})
 
@@ -147,54 +145,17 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     if embeddings_info:
         result["init_embeddings"] = embeddings_info
     # The dev metrics of the kept model were measured when it was the best: no need to run them again.
-    best = next(c for c in selection.curve if c["step"] == selection.best_step)
-    result["dev"] = {k: v for k, v in best.items() if k not in ("step", "epoch")}
+    result["dev"] = selection.best_metrics
     if test_ex:
         result["test"], _ = evaluate(net, tokenizer, test_ex, test_f, batch_size=batch_size * 2, progress=progress)
     result["curve"] = selection.curve
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    _plot_curve(selection.curve, main_metric, out / "train_log.jsonl", out / "metrics.png")
+    plot_curve(selection.curve, main_metric, out / "train_log.jsonl", out / "metrics.png")
     fault("final-eval")
     atomic_write(out / "eval.json", json.dumps(result, indent=2) + "\n")
     # Finished: the checkpoints (each a copy of the model, its optimizer state and the best weights) go.
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return result
-
-
-class Selection:
-    """Model selection on the dev set, kept between evaluations: the curve, the best score, its step and
-    weights, evaluations without improvement (early stopping), and ULMFiT's unfreezing. The Trainer saves it
-    in every checkpoint (`state_dict` / `load_state_dict`), so a resumed run selects the same model."""
-
-    def __init__(self, unfreezing: "GradualUnfreezing | None" = None):
-        self.unfreezing = unfreezing
-        self.best, self.best_step, self.bad = -math.inf, None, 0
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.curve: list[dict] = []
-
-    def update(self, model, step: int, epoch: float, metrics: dict, metric: str, patience: int) -> bool:
-        """Record an evaluation; True when `patience` evaluations in a row brought no better score."""
-        self.curve.append({"step": step, "epoch": epoch, **metrics})
-        if self.unfreezing is not None:
-            self.unfreezing.next()
-        if metrics[metric] > self.best:
-            self.best, self.best_step, self.bad = metrics[metric], step, 0
-            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            return False
-        self.bad += 1
-        return self.bad >= patience
-
-    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]:
-        meta = {"best": None if self.best_step is None else self.best, "best_step": self.best_step, "bad": self.bad,
-                "curve": self.curve, "frozen": None if self.unfreezing is None else self.unfreezing.frozen}
-        return {f"best.{k}": v for k, v in (self.best_state or {}).items()}, meta
-
-    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        self.best_step, self.bad, self.curve = meta["best_step"], meta["bad"], meta["curve"]
-        self.best = -math.inf if meta["best"] is None else meta["best"]
-        self.best_state = {k[len("best."):]: v for k, v in tensors.items()} if self.best_step is not None else None
-        if self.unfreezing is not None:
-            self.unfreezing.set_frozen(meta["frozen"])
 
 
 def _init_embeddings(body, tokenizer, w2v_dir, freeze: bool) -> dict | None:
@@ -247,7 +208,7 @@ def _step(model, batch) -> dict:
     return {"loss": out["loss"], "tokens": int(batch["attention_mask"].sum())}
 
 
-def _plot_curve(curve: list[dict], metric: str, log_path: Path, path: Path) -> None:
+def plot_curve(curve: list[dict], metric: str, log_path: Path, path: Path) -> None:
     """Dev metric per evaluation and training loss, against optimizer steps."""
     from matplotlib.figure import Figure
 
