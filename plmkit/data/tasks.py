@@ -254,3 +254,31 @@ def first_subtoken_labels(word_of: list[int], word_labels: list[int], ignore: in
             seen.add(w)
             out.append(word_labels[w])
     return out
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """Prompts for `plmkit generate --prompts`: JSONL (`.jsonl`: an object with "prompt" or "text" per
+    line) or plain text, one prompt per line; blank lines are skipped; "-" reads stdin."""
+    path = Path(path)
+    if str(path) != "-" and not path.is_file():
+        raise PlmkitError("prompts file not found", path=path)
+    prompts = []
+    for n, line in enumerate(_read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        if path.suffix.lower() != ".jsonl":
+            prompts.append(line.rstrip("\r"))
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise PlmkitError(f"not valid JSON: {e.msg}", path=path, line=n) from None
+        if not isinstance(record, dict):
+            raise PlmkitError("each line must be a JSON object", path=path, line=n)
+        prompt = _field(record, ("prompt", "text"), path, n)
+        if not isinstance(prompt, str):
+            raise PlmkitError("the prompt must be a string", path=path, line=n)
+        prompts.append(prompt)
+    if not prompts:
+        raise PlmkitError("no prompts in the file", path=path)
+    return prompts
