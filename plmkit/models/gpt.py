@@ -101,7 +101,9 @@ class Gpt(Transformer):
                     cache: KVCache) -> torch.Tensor:
         """The decoding protocol (plmkit.generation): input_ids (B, T) after the tokens in `cache`,
         attention_mask (B, T) or None → the next token's logits (B, V), the cache extended by T."""
-        h = self.encode(input_ids, attention_mask, cache=cache).last_hidden_state[:, -1]  # (B, H)
+        B, T = input_ids.shape
+        rows = None if T == 1 else torch.full((B,), T - 1, device=input_ids.device)  # last layer: last token only
+        h = self.encode(input_ids, attention_mask, rows=rows, cache=cache).last_hidden_state[:, -1]  # (B, H)
         return self.lm_logits(h)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
