@@ -227,3 +227,58 @@ def test_settings_that_cannot_work_are_errors():
             generate(model, tok, "5 6", **bad)
     with pytest.raises(PlmkitError, match="masked LM"):
         generate(_tiny("bert"), tok, "5 6")
+
+
+@pytest.fixture(scope="module")
+def wordpiece(corpus):
+    from plmkit.tokenizers import train_tokenizer
+
+    return train_tokenizer("wordpiece", [corpus], 300, show_progress=False)
+
+
+def _tiny_bert(tok):
+    from plmkit.models.bert import Bert, BertConfig
+
+    torch.manual_seed(0)
+    return Bert(BertConfig(**{**TINY, "vocab_size": tok.vocab_size}, initializer_range=0.2)).eval()
+
+
+def test_gibbs_top_1_is_the_argmax_of_each_conditional(wordpiece):
+    """With top_k = 1 the sequential pass takes, left to right, the MLM's argmax (special tokens aside) with
+    the positions to the right still masked; one parallel iteration takes every argmax of the all-[MASK]
+    input at once."""
+    from plmkit.generation import gibbs
+
+    tok, model = wordpiece, _tiny_bert(wordpiece)
+    seq = gibbs(model, tok, "and god [MASK] unto", 4, mode="sequential", top_k=1)[0]["sequence"]
+    x = torch.tensor([[tok.cls_id, *tok.encode("and god [MASK] unto"), *[tok.mask_id] * 4, tok.sep_id]])
+    free = (x[0] == tok.mask_id).nonzero()[:, 0].tolist()
+    specials = sorted(tok.special_ids)
+    with torch.no_grad():
+        for p in free:
+            logits = model(x).logits[0, p]
+            logits[specials] = float("-inf")
+            x[0, p] = logits.argmax()
+        assert seq == x[0, 1:-1].tolist()
+        x[0, free] = tok.mask_id
+        logits = model(x).logits[0, free]
+        logits[:, specials] = float("-inf")
+        best = logits.argmax(-1)
+    par = gibbs(model, tok, "and god [MASK] unto", 4, mode="parallel", iterations=1, burnin=0, top_k=1)[0]
+    assert par["tokens"] == best.tolist()
+
+
+def test_gibbs_samples_only_the_free_positions_reproducibly(wordpiece):
+    from plmkit.errors import PlmkitError
+    from plmkit.generation import gibbs
+
+    tok, model = wordpiece, _tiny_bert(wordpiece)
+    a = gibbs(model, tok, "in the [MASK] god", 3, iterations=60, burnin=30, top_k=20, num_samples=3, seed=5)
+    assert a == gibbs(model, tok, "in the [MASK] god", 3, iterations=60, burnin=30, top_k=20, num_samples=3, seed=5)
+    fixed = tok.encode("in the")
+    assert all(r["sequence"][:2] == fixed and tok.mask_id not in r["sequence"] for r in a)
+    assert len({tuple(r["tokens"]) for r in a}) > 1  # three chains, three samples
+    with pytest.raises(PlmkitError, match="nothing to sample"):
+        gibbs(model, tok, "no masks here")
+    with pytest.raises(PlmkitError, match="masked LM"):
+        gibbs(_spread_gpt2(), tok, "", 3)

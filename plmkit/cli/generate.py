@@ -1,4 +1,5 @@
-"""Inference with a pre-trained model: `fill-mask` for masked LMs, `generate` for the models that continue text."""
+"""Inference with a pre-trained model: `fill-mask` and `gibbs` for masked LMs, `generate` for the models that
+continue text."""
 
 from __future__ import annotations
 
@@ -13,6 +14,24 @@ def _add_inference(sub) -> None:
     f.add_argument("--top-k", type=int, default=5)
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=_cmd_fill_mask)
+    b = sub.add_parser("gibbs", help="sample text from a masked LM by Gibbs sampling (BERT generates)", description=(
+        "Wang & Cho 2019: the [MASK]s of --text and --length more after it start as [MASK] and are drawn again and "
+        "again from the masked LM's distribution given all the other tokens. parallel-sequential (default) "
+        "re-draws one random position per iteration, parallel all of them at once, sequential each once from "
+        "left to right. During --burnin iterations tokens come from the whole distribution, then from the top-k."))
+    b.add_argument("--model", required=True, metavar="DIR", help="a masked LM (BERT, RoBERTa, ALBERT, UniLM, …)")
+    b.add_argument("--text", default="", help='fixed text; each [MASK] in it is sampled, e.g. "the [MASK] of the king"')
+    b.add_argument("--length", type=int, default=0, help="free positions after the text (default 0)")
+    b.add_argument("--mode", default="parallel-sequential", choices=["parallel-sequential", "sequential", "parallel"])
+    b.add_argument("--iterations", type=int, default=500, help="of the parallel modes (default 500)")
+    b.add_argument("--burnin", type=int, default=250, help="iterations drawing from the whole distribution "
+                   "(default 250)")
+    b.add_argument("--top-k", type=int, default=100, help="then draw from the k most likely tokens (default 100)")
+    b.add_argument("--temperature", type=float, default=1.0)
+    b.add_argument("--samples", type=int, default=1, help="independent chains, run as one batch")
+    b.add_argument("--seed", type=int)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_gibbs)
     g = sub.add_parser("generate", help="continue prompts with a model that generates (GPT, GPT-2, UniLM, "
                                         "the recurrent and n-gram LMs)", description=(
         "Continues a prompt (--prompt) or every line of a file (--prompts) by greedy search, sampling or beam "
@@ -64,6 +83,16 @@ def _cmd_fill_mask(a) -> int:
             print(f"[MASK] #{j + 1}:")
             for r in fills:
                 print(f"  {r['score']:.3f}  {r['token']:<15} {r['sequence']}")
+    return 0
+
+
+def _cmd_gibbs(a) -> int:
+    from ..generation import gibbs
+
+    model, tok = _load(a.model)
+    res = gibbs(model, tok, a.text, a.length, mode=a.mode, iterations=a.iterations, burnin=a.burnin,
+                top_k=a.top_k, temperature=a.temperature, num_samples=a.samples, seed=a.seed, show_progress=True)
+    print(json.dumps(res, ensure_ascii=False) if a.json else "\n".join(r["text"] for r in res))
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Decoding from pre-trained models: continuations of a causal LM (`generate`) and the fillers of a masked
-LM's [MASK] positions (`fill_mask`).
+"""Decoding from pre-trained models: continuations of the models that read left to right (`generate`: GPT,
+GPT-2, UniLM, the recurrent and n-gram LMs), the fillers of a masked LM's [MASK] positions (`fill_mask`),
+and text sampled from a masked LM by Gibbs sampling (`gibbs`, Wang & Cho 2019).
 
 The decoding protocol
 ---------------------
@@ -37,6 +38,7 @@ the whole sequence at each step, which is exact for any left-to-right LM and slo
 
 from .cache import KVCache
 from .engine import generate
+from .gibbs import gibbs
 from .masked import MASK_PLACEHOLDER, fill_mask
 
-__all__ = ["KVCache", "MASK_PLACEHOLDER", "fill_mask", "generate"]
+__all__ = ["KVCache", "MASK_PLACEHOLDER", "fill_mask", "generate", "gibbs"]
