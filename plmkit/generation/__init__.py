@@ -37,8 +37,8 @@ the whole sequence at each step, which is exact for any left-to-right LM and slo
 """
 
 from .cache import KVCache
-from .engine import generate
+from .engine import generate, generate_ids
 from .gibbs import gibbs
 from .masked import MASK_PLACEHOLDER, fill_mask
 
-__all__ = ["KVCache", "MASK_PLACEHOLDER", "fill_mask", "generate", "gibbs"]
+__all__ = ["KVCache", "MASK_PLACEHOLDER", "fill_mask", "generate", "generate_ids", "gibbs"]

@@ -20,7 +20,7 @@ from .search import Row, Settings, Texts, left_pad, presence, process
 DEAD = -1.0e9  # the score of a beam that must not be extended (as in transformers, finite so sums stay ordered)
 
 
-def beam_search(decoder, framed: list[list[int]], eos: int, s: Settings, texts: Texts) -> list[Row]:
+def beam_search(decoder, framed: list[list[int]], eos: int | None, s: Settings, texts: Texts | None) -> list[Row]:
     """The num_return_sequences best finished beams of each prompt, best first, in prompt order."""
     B, K = len(framed), s.num_beams
     ids, mask = left_pad(framed)
@@ -79,8 +79,8 @@ def beam_search(decoder, framed: list[list[int]], eos: int, s: Settings, texts: 
     return rows
 
 
-def _ends(beams: list[Row], src: torch.Tensor, tok: torch.Tensor, eos: int, last: bool, texts: Texts,
-          K: int) -> list[list[str | None]]:
+def _ends(beams: list[Row], src: torch.Tensor, tok: torch.Tensor, eos: int | None, last: bool,
+          texts: Texts | None, K: int) -> list[list[str | None]]:
     """For each candidate (B, 2K): "eos", "stop" (its text now holds a stop string), "length" (the last
     step), or None (it runs on)."""
     out = []
@@ -88,7 +88,7 @@ def _ends(beams: list[Row], src: torch.Tensor, tok: torch.Tensor, eos: int, last
         row = []
         for j, t in zip(srcs, toks):
             why = "eos" if t == eos else None
-            if why is None and texts.stop:
+            if why is None and texts is not None and texts.stop:
                 parent = beams[b * K + j]
                 grown = Row(parent.source, parent.prompt, parent.tokens + [t])
                 why = "stop" if texts.stopped(texts.completion(grown)) is not None else None

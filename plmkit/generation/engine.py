@@ -24,21 +24,57 @@ def frame(model, tokenizer) -> tuple[list[int], list[int], int]:
     return [sep], [], sep
 
 
-def _prepare(model, tokenizer, prompts: list[str], s: Settings):
+def _decoder(model, prompts: list[list[int]], s: Settings):
+    """The object the searches call the protocol on: the model, or the recomputing adapter."""
     decoder = model if hasattr(model, "decode_step") else Recompute(model)
     if not getattr(decoder, "generates", False):
         raise PlmkitError(f"generate needs a model that continues text left to right; {model.family_name} is "
                           "a masked LM (try fill-mask or gibbs)")
-    before, after, eos = frame(model, tokenizer)
-    framed = [before + ids + after for ids in tokenizer.encode_batch(prompts)]
-    if any(not f for f in framed):
+    if any(not p for p in prompts):
         raise PlmkitError("an empty prompt needs a tokenizer with a token to start from (eos or sep)")
-    longest = max(len(f) for f in framed) + s.max_new_tokens
+    longest = max(len(p) for p in prompts) + s.max_new_tokens
     limit = getattr(model.config, "max_positions", None)
     if decoder is model and limit is not None and longest > limit:
         raise PlmkitError(f"a prompt of {longest - s.max_new_tokens} tokens plus {s.max_new_tokens} new ones "
                           f"is more than the model's {limit} positions")
-    return decoder, framed, eos
+    return decoder
+
+
+def _run(decoder, prompts: list[list[int]], eos: int | None, s: Settings, generator, texts: Texts | None,
+         on_text=None) -> list[list[Row]]:
+    """One batch through the search the settings ask for: each prompt's rows, best first for beams."""
+    if s.num_beams > 1:
+        rows = beam_search(decoder, prompts, eos, s, texts)
+    else:
+        rows = [Row(i, p) for i, p in enumerate(prompts) for _ in range(s.num_return_sequences)]
+        sample(decoder, rows, eos, s, generator, texts, on_text)
+    out = [[] for _ in prompts]
+    for row in rows:
+        out[row.source].append(row)
+    return out
+
+
+def _settings(temperature, num_beams, stop, **rest) -> Settings:
+    if temperature is None:
+        temperature = 1.0 if num_beams == 1 else 0.0
+    return Settings(temperature=temperature, num_beams=num_beams,
+                    stop=(stop,) if isinstance(stop, str) else tuple(stop), **rest)
+
+
+@torch.no_grad()
+def generate_ids(model, prompts: list[list[int]], *, eos: int | None = None, seed: int | None = None,
+                 **settings) -> list[list[list[int]]]:
+    """The engine at the token level: prompt ids as the model reads them (framing included) → for each
+    prompt, the ids of its continuations (`num_return_sequences` of them), without the end-of-text id `eos`
+    (None: none, every continuation runs to max_new_tokens). The settings are `generate`'s, stop strings
+    aside (they need a tokenizer)."""
+    if settings.pop("stop", None):
+        raise PlmkitError("stop strings need a tokenizer: use generate")
+    s = _settings(settings.pop("temperature", None), settings.pop("num_beams", 1), (), **settings)
+    model.eval()
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    rows = _run(_decoder(model, prompts, s), [list(p) for p in prompts], eos, s, generator, None)
+    return [[r.tokens for r in prompt_rows] for prompt_rows in rows]
 
 
 @torch.no_grad()
@@ -85,30 +121,24 @@ def generate(model, tokenizer, prompts: str | list[str], *, max_new_tokens: int 
         raise PlmkitError("no prompts to continue")
     if batch_size is not None and batch_size < 1:
         raise PlmkitError(f"need batch_size >= 1, got {batch_size}")
-    if temperature is None:
-        temperature = 1.0 if num_beams == 1 else 0.0
-    s = Settings(max_new_tokens, min_new_tokens, temperature, top_k, top_p, num_beams, length_penalty,
-                 early_stopping, repetition_penalty, no_repeat_ngram_size,
-                 (stop,) if isinstance(stop, str) else tuple(stop), num_return_sequences)
-    decoder, framed, eos = _prepare(model, tokenizer, prompts, s)
+    s = _settings(temperature, num_beams, stop, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                  top_k=top_k, top_p=top_p, length_penalty=length_penalty, early_stopping=early_stopping,
+                  repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+                  num_return_sequences=num_return_sequences)
+    before, after, eos = frame(model, tokenizer)
+    framed = [before + ids + after for ids in tokenizer.encode_batch(prompts)]
+    decoder = _decoder(model, framed, s)
     model.eval()
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    before, after, _ = frame(model, tokenizer)
     texts = Texts(tokenizer, s.stop, len(before), len(after))
     size = batch_size or len(prompts)
     results = []
     with tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not show_progress) as bar:
         for first in range(0, len(prompts), size):
-            batch = framed[first:first + size]
-            if s.num_beams > 1:
-                rows = beam_search(decoder, batch, eos, s, texts)
-            else:
-                rows = [Row(i, f) for i, f in enumerate(batch) for _ in range(s.num_return_sequences)]
-                stream = None if on_text is None else (lambda i, text, first=first: on_text(first + i, text))
-                sample(decoder, rows, eos, s, generator, texts, stream)
-            out = [[] for _ in batch]
-            for row in rows:
-                out[row.source].append(texts.result(prompts[first + row.source], row))
-            results += [r[0] if s.num_return_sequences == 1 else r for r in out]
+            stream = None if on_text is None else (lambda i, text, first=first: on_text(first + i, text))
+            batch = _run(decoder, framed[first:first + size], eos, s, generator, texts, stream)
+            for i, rows in enumerate(batch):
+                out = [texts.result(prompts[first + i], row) for row in rows]
+                results.append(out[0] if s.num_return_sequences == 1 else out)
             bar.update(len(batch))
     return results[0] if single else results

@@ -164,14 +164,14 @@ def left_pad(framed: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor | None
     return ids, (None if bool(mask.all()) else mask)
 
 
-def process(scores: torch.Tensor, rows: list[Row], present: torch.Tensor | None, eos: int, step: int,
+def process(scores: torch.Tensor, rows: list[Row], present: torch.Tensor | None, eos: int | None, step: int,
             s: Settings) -> torch.Tensor:
     """The rules every search applies to the next-token scores (R, V) of `rows` at `step` (0-based)."""
     if present is not None:
         scores = penalize_repetition(scores, present, s.repetition_penalty)
     if s.no_repeat_ngram_size:
         scores = block_repeated_ngrams(scores, [r.prompt + r.tokens for r in rows], s.no_repeat_ngram_size)
-    if step < s.min_new_tokens:
+    if step < s.min_new_tokens and eos is not None:
         scores[:, eos] = float("-inf")
     return scores
 
@@ -186,8 +186,9 @@ def presence(rows: list[Row], vocab: int, s: Settings) -> torch.Tensor | None:
     return present
 
 
-def sample(decoder, rows: list[Row], eos: int, s: Settings, generator, texts: Texts, on_text) -> None:
-    """Greedy search or sampling for `rows`, in place."""
+def sample(decoder, rows: list[Row], eos: int | None, s: Settings, generator, texts: Texts | None,
+           on_text) -> None:
+    """Greedy search or sampling for `rows`, in place. `texts` is needed only for stop strings and `on_text`."""
     ids, mask = left_pad([r.prompt for r in rows])
     cache = decoder.new_cache(len(rows), ids.shape[1] + s.max_new_tokens)
     active = list(rows)  # the rows still decoding, in cache order

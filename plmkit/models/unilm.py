@@ -85,4 +85,4 @@ class Unilm(Bert):
         rows = torch.full((B,), T, device=x.device)  # the last layer runs at the [MASK] only
         h = self.encode(x, real, types, rows=rows, cache=cache, block=block).last_hidden_state[:, 0]  # (B, H)
         cache.rewind(1)
-        return self.lm_logits(h)
+        return self.step_logits(h)
