@@ -7,9 +7,10 @@ to the end), in alternating timed rounds after a warm-up, per batch size. plmkit
 runs `<Member>LMHeadModel.generate(input_ids, attention_mask, do_sample=False, max_new_tokens=…)` with its
 default cache, as its users do. Both must produce the same tokens, or the run is an error.
 
-Also reported, for plmkit at each batch size: the share of a step spent in the model (the decode step,
-LM head included) and in the vocabulary projection alone, from a separate timed run, so the rest is the
-engine's own per-step work.
+Also reported per batch size, from separate timed runs, where a step's time goes: for plmkit the whole
+step, the model's decode step alone (LM head included) and the vocabulary projection alone, so the rest is
+the engine's own work; for the peer the whole step and its forward with its cache alone, so the rest is
+`generate`'s own work (input preparation, masks, logits processors, stopping criteria).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .. import family
 from ..errors import PlmkitError
@@ -71,12 +71,14 @@ def bench_generate(model: str = "gpt2", size: str = "mini", batch_sizes: tuple[i
                 tokens[name] = run(new_tokens)
                 seconds[name] += time.perf_counter() - t
         row = {"batch_size": B, "tokens_per_s": B * new_tokens * rounds / seconds["plmkit"],
-               **_where_time_goes(ours, x, new_tokens)}
+               "ms_per_step": 1e3 * seconds["plmkit"] / rounds / new_tokens, **_where_time_goes(ours, x, new_tokens)}
         if vs_hf:
             if not torch.equal(tokens["plmkit"], tokens["peer"]):
                 step = int((tokens["plmkit"] != tokens["peer"]).any(0).nonzero()[0])
                 raise PlmkitError(f"batch {B}: plmkit and transformers chose different tokens from step {step}")
             row["peer_tokens_per_s"] = B * new_tokens * rounds / seconds["peer"]
+            row["peer_ms_per_step"] = 1e3 * seconds["peer"] / rounds / new_tokens
+            row["peer_model_ms_per_step"] = _peer_model_step(peer, x, new_tokens)
             row["ratio"] = row["tokens_per_s"] / row["peer_tokens_per_s"]
             row["same_tokens"] = True
         out["runs"].append(row)
@@ -85,23 +87,29 @@ def bench_generate(model: str = "gpt2", size: str = "mini", batch_sizes: tuple[i
 
 @torch.no_grad()
 def _where_time_goes(model, x: torch.Tensor, new_tokens: int) -> dict[str, float]:
-    """Per decoding step of plmkit, in ms: the whole greedy step as the engine runs it, the model's
-    decode step alone, and the vocabulary projection alone (hidden state → logits)."""
+    """Per decoding step of plmkit, in ms: the model's decode step alone (LM head included), and the
+    vocabulary projection alone (hidden state → logits)."""
     B, P = x.shape
-    t = time.perf_counter()
-    generate_ids(model, x.tolist(), max_new_tokens=new_tokens, temperature=0)
-    total = time.perf_counter() - t
     cache = model.new_cache(B, P + new_tokens)
-    logits = model.decode_step(x, None, cache)
-    nxt = logits.argmax(-1, keepdim=True)
+    nxt = model.decode_step(x, None, cache).argmax(-1, keepdim=True)
     t = time.perf_counter()
     for _ in range(new_tokens - 1):
         model.decode_step(nxt, None, cache)
     step = (time.perf_counter() - t) / (new_tokens - 1)
     h = torch.randn(B, model.config.hidden_size)
-    weight, bias = model.lm_decoder()
     t = time.perf_counter()
     for _ in range(new_tokens - 1):
-        F.linear(model.lm_features(h), weight, bias)
+        model.step_logits(h)
     head = (time.perf_counter() - t) / (new_tokens - 1)
-    return {"ms_per_step": 1e3 * total / new_tokens, "model_ms_per_step": 1e3 * step, "head_ms_per_step": 1e3 * head}
+    return {"model_ms_per_step": 1e3 * step, "head_ms_per_step": 1e3 * head}
+
+
+@torch.no_grad()
+def _peer_model_step(peer, x: torch.Tensor, new_tokens: int) -> float:
+    """ms per decoding step of the peer's forward with its own cache, one token at a time."""
+    out = peer(x, use_cache=True)
+    cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+    t = time.perf_counter()
+    for _ in range(new_tokens - 1):
+        cache = peer(nxt, cache=cache, use_cache=True).past_key_values
+    return 1e3 * (time.perf_counter() - t) / (new_tokens - 1)

@@ -143,8 +143,10 @@ def _cmd_bench_generate(a) -> int:
         if "ratio" in run:
             line += f"   {r['peer']} {run['peer_tokens_per_s']:>8.1f} tokens/s   ratio {run['ratio']:.2f}x (same tokens)"
         print(line)
-        print(f"             per step {run['ms_per_step']:.2f} ms: model {run['model_ms_per_step']:.2f} ms "
-              f"(vocabulary projection {run['head_ms_per_step']:.2f} ms)")
+        print(f"             plmkit ms/step {run['ms_per_step']:.2f}: model {run['model_ms_per_step']:.2f} "
+              f"(vocabulary projection {run['head_ms_per_step']:.2f})")
+        if "ratio" in run:
+            print(f"             peer ms/step {run['peer_ms_per_step']:.2f}: model {run['peer_model_ms_per_step']:.2f}")
     return 0
 
 
