@@ -57,21 +57,25 @@ def read_task(path: str | Path, task: str, labelled: bool = True) -> list[Exampl
         rows = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
         examples = [_from_record(r, task, path, rows.line_num, labelled) for r in rows]
     else:  # JSONL, also for stdin
-        examples = []
-        # split("\n"), not splitlines(): JSON strings may hold U+2028 and other characters it splits on.
-        for n, line in enumerate(text.split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PlmkitError(f"not valid JSON: {e.msg}", path=path, line=n) from None
-            if not isinstance(record, dict):
-                raise PlmkitError("each line must be a JSON object", path=path, line=n)
-            examples.append(_from_record(record, task, path, n, labelled))
+        examples = [_from_record(record, task, path, n, labelled) for n, record in _jsonl(text, path)]
     if not examples:
         raise PlmkitError("no examples in the file", path=path)
     return examples
+
+
+def _jsonl(text: str, path: Path):
+    """(1-based line, object) for each non-blank line of JSONL `text`."""
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 and other characters it splits on.
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise PlmkitError(f"not valid JSON: {e.msg}", path=path, line=n) from None
+        if not isinstance(record, dict):
+            raise PlmkitError("each line must be a JSON object", path=path, line=n)
+        yield n, record
 
 
 def _read_text(path: Path) -> str:
@@ -262,23 +266,16 @@ def read_prompts(path: str | Path) -> list[str]:
     path = Path(path)
     if str(path) != "-" and not path.is_file():
         raise PlmkitError("prompts file not found", path=path)
-    prompts = []
-    for n, line in enumerate(_read_text(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        if path.suffix.lower() != ".jsonl":
-            prompts.append(line.rstrip("\r"))
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise PlmkitError(f"not valid JSON: {e.msg}", path=path, line=n) from None
-        if not isinstance(record, dict):
-            raise PlmkitError("each line must be a JSON object", path=path, line=n)
-        prompt = _field(record, ("prompt", "text"), path, n)
-        if not isinstance(prompt, str):
-            raise PlmkitError("the prompt must be a string", path=path, line=n)
-        prompts.append(prompt)
+    text = _read_text(path)
+    if path.suffix.lower() != ".jsonl":
+        prompts = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    else:
+        prompts = []
+        for n, record in _jsonl(text, path):
+            prompt = _field(record, ("prompt", "text"), path, n)
+            if not isinstance(prompt, str):
+                raise PlmkitError("the prompt must be a string", path=path, line=n)
+            prompts.append(prompt)
     if not prompts:
         raise PlmkitError("no prompts in the file", path=path)
     return prompts
