@@ -66,6 +66,11 @@ def test_inference_commands(run, capsys):
         lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert [r["index"] for r in lines] == [0, 0, 1, 1] and lines[0]["score"] >= lines[1]["score"]
         assert all("." not in r["completion"] for r in lines)
+        prompts.write_text('{"prompt": "And God said"}\n{"prompt": 3}\n')
+        assert "prompts.jsonl:2" in _error(["generate", "--model", str(out), "--prompts", str(prompts)], capsys)
+        assert "deterministic" in _error(["generate", "--model", str(out), "--prompt", "x", "--num-beams", "2",
+                                          "--temperature", "0.7"], capsys)
+        assert "masked LM" in _error(["gibbs", "--model", str(out), "--length", "3"], capsys)
 
 
 def test_family_and_diff(tmp_path, capsys):
