@@ -37,7 +37,7 @@ def test_pretrain_loss_falls_and_writes_the_run(run):
     assert list((out / "tb").iterdir())
 
 
-def test_inference_commands(run, capsys):
+def test_inference_commands(run, capsys, monkeypatch):
     member, out = run
     capsys.readouterr()
     if member == "bert":
@@ -59,6 +59,10 @@ def test_inference_commands(run, capsys):
         assert main(args) == 0
         assert json.loads(capsys.readouterr().out) == first  # seeded sampling repeats
         assert 0 < len(first["tokens"]) <= 8
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # a terminal: the text is streamed as it comes
+        assert main(args[:-1]) == 0
+        assert capsys.readouterr().out == first["text"] + "\n"
+        monkeypatch.undo()
         prompts = out.parent / "prompts.jsonl"
         prompts.write_text('{"prompt": "And God said"}\n\n{"text": "In the beginning"}\n')
         assert main(["generate", "--model", str(out), "--prompts", str(prompts), "--num-beams", "3",
