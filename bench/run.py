@@ -84,19 +84,20 @@ def infer_rows(data: Path) -> list[str]:
 
 
 def generate_rows(data: Path) -> list[str]:
-    r = bench_generate("gpt2", "mini")
-    rows = ["| batch | plmkit tok/s | peer tok/s | ratio | plmkit ms/step: model / vocab projection | "
-            "peer ms/step: model |",
-            "|---:|---:|---:|---:|---|---|"]
-    for run in r["runs"]:
-        rows.append(f"| {run['batch_size']} | {run['tokens_per_s']:.1f} | {run['peer_tokens_per_s']:.1f} "
-                    f"| {run['ratio']:.2f}x | {run['ms_per_step']:.1f}: {run['model_ms_per_step']:.1f} / "
-                    f"{run['head_ms_per_step']:.1f} | {run['peer_ms_per_step']:.1f}: {run['peer_model_ms_per_step']:.1f} |")
-        print(rows[-1], file=sys.stderr)
-    rows.append(f"
-{r['model']}-{r['size']} ({r['parameters'] / 1e6:.1f}M parameters, vocabulary {r['vocab_size']:,}), "
-                f"random weights; {r['prompt_len']}-token prompts + {r['new_tokens']} new tokens, greedy, the same "
-                f"tokens on both sides; {r['threads']} threads; peer {r['peer']} ({r['peer_attention']}).")
+    rows = ["| threads | batch | plmkit tok/s | peer tok/s | ratio | plmkit ms/step: model / vocab projection "
+            "| peer ms/step: model |",
+            "|---:|---:|---:|---:|---:|---|---|"]
+    for threads in (None, 1):  # torch's default (one per core), then one thread
+        r = bench_generate("gpt2", "mini", threads=threads)
+        for run in r["runs"]:
+            rows.append(f"| {r['threads']} | {run['batch_size']} | {run['tokens_per_s']:.1f} "
+                        f"| {run['peer_tokens_per_s']:.1f} | {run['ratio']:.2f}x | {run['ms_per_step']:.1f}: "
+                        f"{run['model_ms_per_step']:.1f} / {run['head_ms_per_step']:.1f} "
+                        f"| {run['peer_ms_per_step']:.1f}: {run['peer_model_ms_per_step']:.1f} |")
+            print(rows[-1], file=sys.stderr)
+    rows.append(f"\n{r['model']}-{r['size']} ({r['parameters'] / 1e6:.1f}M parameters, vocabulary "
+                f"{r['vocab_size']:,}), random weights; {r['prompt_len']}-token prompts + {r['new_tokens']} new "
+                f"tokens, greedy, the same tokens on both sides; peer {r['peer']} ({r['peer_attention']}).")
     return rows
 
 

@@ -31,13 +31,24 @@ PEERS = {"gpt": ("OpenAIGPTLMHeadModel", "eager"), "gpt2": ("GPT2LMHeadModel", "
 
 def bench_generate(model: str = "gpt2", size: str = "mini", batch_sizes: tuple[int, ...] = (1, 8),
                    new_tokens: int = 128, prompt_len: int = 32, vocab_size: int | None = None, rounds: int = 3,
-                   vs_hf: bool = True, seed: int = 0) -> dict[str, Any]:
-    """Greedy tokens/s of plmkit (and, with `vs_hf`, of its transformers peer) per batch size."""
+                   vs_hf: bool = True, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
+    """Greedy tokens/s of plmkit (and, with `vs_hf`, of its transformers peer) per batch size, with
+    `threads` torch threads (default: as set)."""
     if model not in PEERS:
         raise PlmkitError(f"bench generate knows {', '.join(PEERS)}, not {model!r}")
     if min(batch_sizes, default=0) < 1 or new_tokens < 1 or prompt_len < 1 or rounds < 1:
         raise PlmkitError("batch sizes, new tokens, prompt length and rounds must be at least 1")
     member = family.get(model)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        return _bench(member, size, batch_sizes, new_tokens, prompt_len, vocab_size, rounds, vs_hf, seed)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _bench(member, size, batch_sizes, new_tokens, prompt_len, vocab_size, rounds, vs_hf, seed) -> dict[str, Any]:
+    model = member.name
     torch.manual_seed(seed)
     overrides = {"dropout": 0.0, "attention_dropout": 0.0}
     if vocab_size is not None:

@@ -62,6 +62,7 @@ def add_commands(sub) -> None:
     g.add_argument("--prompt-len", type=int, default=32, help="tokens per prompt (default 32)")
     g.add_argument("--vocab-size", type=int, help="default: the member's (GPT-2: 50,257)")
     g.add_argument("--rounds", type=int, default=3, help="alternating timed rounds (default 3)")
+    g.add_argument("--threads", type=int, help="torch threads, both sides (default: torch's, one per core)")
     g.add_argument("--vs", choices=["hf", "none"], default="hf", help="compare with transformers (default hf)")
     g.add_argument("--json", action="store_true", help="print the measurements as JSON")
     g.set_defaults(func=_cmd_bench_generate)
@@ -132,7 +133,7 @@ def _cmd_bench_generate(a) -> int:
     from ..bench.generate import bench_generate
 
     r = bench_generate(a.model, a.size, tuple(a.batch_sizes), a.new_tokens, a.prompt_len, a.vocab_size, a.rounds,
-                       vs_hf=a.vs == "hf")
+                       vs_hf=a.vs == "hf", threads=a.threads)
     if a.json:
         print(json.dumps(r, indent=2))
         return 0
