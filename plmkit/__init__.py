@@ -19,4 +19,11 @@ def load_tokenizer(path):
     return _load(path)
 
 
-__all__ = ["PlmkitError", "load", "load_tokenizer", "__version__"]
+def generate(model, tokenizer, prompts, **settings):
+    """Continue a prompt or a batch of prompts: greedy, sampling, beam search (plmkit.generation.generate)."""
+    from .generation import generate as _generate
+
+    return _generate(model, tokenizer, prompts, **settings)
+
+
+__all__ = ["PlmkitError", "generate", "load", "load_tokenizer", "__version__"]

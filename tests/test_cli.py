@@ -37,7 +37,7 @@ def test_pretrain_loss_falls_and_writes_the_run(run):
     assert list((out / "tb").iterdir())
 
 
-def test_inference_commands(run, capsys):
+def test_inference_commands(run, capsys, monkeypatch):
     member, out = run
     capsys.readouterr()
     if member == "bert":
@@ -47,6 +47,10 @@ def test_inference_commands(run, capsys):
         assert len(fills) == 1 and len(fills[0]) == 3
         assert fills[0][0]["score"] >= fills[0][1]["score"] >= fills[0][2]["score"]
         assert main(["generate", "--model", str(out), "--prompt", "x"]) == 2  # a masked LM cannot generate
+        assert main(["gibbs", "--model", str(out), "--text", "And God [MASK]", "--length", "4", "--iterations",
+                     "20", "--burnin", "10", "--samples", "2", "--seed", "1", "--json"]) == 0
+        samples = json.loads(capsys.readouterr().out)
+        assert len(samples) == 2 and all(len(s["tokens"]) == 5 for s in samples)
     else:
         args = ["generate", "--model", str(out), "--prompt", "And God said", "--max-new-tokens", "8",
                 "--top-k", "20", "--top-p", "0.9", "--seed", "1", "--json"]
@@ -55,6 +59,22 @@ def test_inference_commands(run, capsys):
         assert main(args) == 0
         assert json.loads(capsys.readouterr().out) == first  # seeded sampling repeats
         assert 0 < len(first["tokens"]) <= 8
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # a terminal: the text is streamed as it comes
+        assert main(args[:-1]) == 0
+        assert capsys.readouterr().out == first["text"] + "\n"
+        monkeypatch.undo()
+        prompts = out.parent / "prompts.jsonl"
+        prompts.write_text('{"prompt": "And God said"}\n\n{"text": "In the beginning"}\n')
+        assert main(["generate", "--model", str(out), "--prompts", str(prompts), "--num-beams", "3",
+                     "--num-return-sequences", "2", "--max-new-tokens", "6", "--stop", "."]) == 0
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [r["index"] for r in lines] == [0, 0, 1, 1] and lines[0]["score"] >= lines[1]["score"]
+        assert all("." not in r["completion"] for r in lines)
+        prompts.write_text('{"prompt": "And God said"}\n{"prompt": 3}\n')
+        assert "prompts.jsonl:2" in _error(["generate", "--model", str(out), "--prompts", str(prompts)], capsys)
+        assert "deterministic" in _error(["generate", "--model", str(out), "--prompt", "x", "--num-beams", "2",
+                                          "--temperature", "0.7"], capsys)
+        assert "masked LM" in _error(["gibbs", "--model", str(out), "--length", "3"], capsys)
 
 
 def test_family_and_diff(tmp_path, capsys):

@@ -27,8 +27,10 @@ CASES = {
     "ernie": ("ernie", {}),
     "nezha": ("nezha", {"max_relative_distance": 5}),
     "xlm": ("xlm", {}),  # its transformers parity needs language ids: tests/test_xling.py
+    "unilm": ("unilm", {}),
 }
-# case → (HF class, the HF output field that holds plmkit's `logits`); NEZHA is no longer in transformers
+# case → (HF class, the HF output field that holds plmkit's `logits`); NEZHA is no longer in transformers, and
+# UniLM's checkpoints are BERT's (tests/test_unilm.py checks its four masks against BertForPreTraining)
 HF = {
     "roberta": ("RobertaForMaskedLM", "logits"),
     "albert": ("AlbertForPreTraining", "prediction_logits"),
@@ -342,7 +344,7 @@ def _smoke(name, corpus, tmp_path, steps=20, **data):
     return summary, log, out
 
 
-@pytest.mark.parametrize("name", ["roberta", "albert", "distilbert", "electra", "bert-wwm", "ernie", "nezha"])
+@pytest.mark.parametrize("name", ["roberta", "albert", "distilbert", "electra", "bert-wwm", "ernie", "nezha", "unilm"])
 def test_pretraining_loss_falls(name, corpus, tmp_path):
     data = {}
     if name == "ernie":  # the lexicon path; deriving phrases is tested above

@@ -1,4 +1,4 @@
-"""`plmkit bench pretrain|infer|data`: side-by-side benchmarks against the Hugging Face peers (see
+"""`plmkit bench pretrain|infer|generate|data`: side-by-side benchmarks against the Hugging Face peers (see
 plmkit/bench/)."""
 
 from __future__ import annotations
@@ -48,6 +48,24 @@ def add_commands(sub) -> None:
     i.add_argument("--vs", choices=["hf", "none"], default="hf", help="compare with transformers (default hf)")
     i.add_argument("--json", action="store_true", help="print the measurements as JSON")
     i.set_defaults(func=_cmd_bench_infer)
+
+    g = bsub.add_parser("generate", help="greedy decoding tokens/s, plmkit's engine vs transformers generate",
+                        description=(
+        "Continues the same random-token prompts with the same (randomly initialised) weights greedily on both "
+        "sides, --new-tokens each, in alternating timed rounds after a warm-up, at each --batch-sizes; checks "
+        "both choose the same tokens and prints tokens/s and the ratio, and where plmkit's time per step goes "
+        "(the model, the vocabulary projection)."))
+    g.add_argument("--model", default="gpt2", choices=["gpt2", "gpt"], help="default gpt2")
+    g.add_argument("--size", default="mini", help="size preset (default mini)")
+    g.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], metavar="B", help="default 1 8")
+    g.add_argument("--new-tokens", type=int, default=128, help="per prompt (default 128)")
+    g.add_argument("--prompt-len", type=int, default=32, help="tokens per prompt (default 32)")
+    g.add_argument("--vocab-size", type=int, help="default: the member's (GPT-2: 50,257)")
+    g.add_argument("--rounds", type=int, default=3, help="alternating timed rounds (default 3)")
+    g.add_argument("--threads", type=int, help="torch threads, both sides (default: torch's, one per core)")
+    g.add_argument("--vs", choices=["hf", "none"], default="hf", help="compare with transformers (default hf)")
+    g.add_argument("--json", action="store_true", help="print the measurements as JSON")
+    g.set_defaults(func=_cmd_bench_generate)
 
     d = bsub.add_parser("data", help="corpus → token ids: plmkit build_shards vs datasets map, tokens/s and "
                                      "peak memory", description=(
@@ -108,6 +126,28 @@ def _cmd_bench_infer(a) -> int:
               f"accuracy {r['peer_accuracy']:.4f}   {r['peer_padded_tokens']} padded tokens per pass")
         print(f"  ratio {r['ratio']:.2f}x ({r['peer']}, {r['peer_attention']}); largest logit difference "
               f"{r['max_logit_diff']:.1e}")
+    return 0
+
+
+def _cmd_bench_generate(a) -> int:
+    from ..bench.generate import bench_generate
+
+    r = bench_generate(a.model, a.size, tuple(a.batch_sizes), a.new_tokens, a.prompt_len, a.vocab_size, a.rounds,
+                       vs_hf=a.vs == "hf", threads=a.threads)
+    if a.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(f"{r['model']}-{r['size']}, {r['parameters'] / 1e6:.1f}M parameters, vocab {r['vocab_size']}; greedy, "
+          f"{r['prompt_len']}-token prompts + {r['new_tokens']} new tokens; {r['threads']} threads")
+    for run in r["runs"]:
+        line = f"  batch {run['batch_size']:>3}: plmkit {run['tokens_per_s']:>8.1f} tokens/s"
+        if "ratio" in run:
+            line += f"   {r['peer']} {run['peer_tokens_per_s']:>8.1f} tokens/s   ratio {run['ratio']:.2f}x (same tokens)"
+        print(line)
+        print(f"             plmkit ms/step {run['ms_per_step']:.2f}: model {run['model_ms_per_step']:.2f} "
+              f"(vocabulary projection {run['head_ms_per_step']:.2f})")
+        if "ratio" in run:
+            print(f"             peer ms/step {run['peer_ms_per_step']:.2f}: model {run['peer_model_ms_per_step']:.2f}")
     return 0
 
 

@@ -314,3 +314,24 @@ def first_subtoken_labels(word_of: list[int], word_labels: list[int], ignore: in
             seen.add(w)
             out.append(word_labels[w])
     return out
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """Prompts for `plmkit generate --prompts`: JSONL (`.jsonl`: an object with "prompt" or "text" per
+    line) or plain text, one prompt per line; blank lines are skipped; "-" reads stdin."""
+    path = Path(path)
+    if str(path) != "-" and not path.is_file():
+        raise PlmkitError("prompts file not found", path=path)
+    text = _read_text(path)
+    if path.suffix.lower() != ".jsonl":
+        prompts = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    else:
+        prompts = []
+        for n, record in jsonl_records(text, path):
+            prompt = _field(record, ("prompt", "text"), path, n)
+            if not isinstance(prompt, str):
+                raise PlmkitError("the prompt must be a string", path=path, line=n)
+            prompts.append(prompt)
+    if not prompts:
+        raise PlmkitError("no prompts in the file", path=path)
+    return prompts

@@ -1,5 +1,6 @@
-"""Decoding from pre-trained models: continuations of a causal LM (`generate`) and the fillers of a masked
-LM's [MASK] positions (`fill_mask`).
+"""Decoding from pre-trained models: continuations of the models that read left to right (`generate`: GPT,
+GPT-2, UniLM, the recurrent and n-gram LMs), the fillers of a masked LM's [MASK] positions (`fill_mask`),
+and text sampled from a masked LM by Gibbs sampling (`gibbs`, Wang & Cho 2019).
 
 The decoding protocol
 ---------------------
@@ -17,6 +18,9 @@ The engine never runs a decoder's whole sequence again at each step. A decoder t
         Adds their keys and values to the cache and returns the logits of the token that follows, (B, V).
     cache.reorder(index)
         Rows follow `index` ((B',) long): beam search keeps the beams it extends, finished rows leave.
+    model.generation_frame(tokenizer) -> (before, after, eos)   (optional)
+        The ids around a prompt and the id that ends a continuation; by default a prompt starts after
+        the document separator of the pre-training stream and ends at the next one.
 
 A transformer body gets all of it from plmkit/models/transformer.py: `encode(..., cache=cache)` calls
 `cache.extend(T, attention_mask)` for the step's position ids (each row counts its own real tokens, so
@@ -33,7 +37,8 @@ the whole sequence at each step, which is exact for any left-to-right LM and slo
 """
 
 from .cache import KVCache
+from .engine import generate, generate_ids
+from .gibbs import gibbs
 from .masked import MASK_PLACEHOLDER, fill_mask
-from .sampling import generate
 
-__all__ = ["KVCache", "MASK_PLACEHOLDER", "fill_mask", "generate"]
+__all__ = ["KVCache", "MASK_PLACEHOLDER", "fill_mask", "generate", "generate_ids", "gibbs"]

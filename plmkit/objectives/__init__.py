@@ -16,11 +16,12 @@ from .rtd import ReplacedTokenDetection
 from .sop import MaskedLMWithSOP
 from .tlm import TranslationMaskedLM
 from .translation import Translation, TranslationAnyDirection
+from .unilm import UnifiedLM
 from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
                                                                 MaskedLMWithSOP, ReplacedTokenDetection, Translation,
-                                                                TranslationAnyDirection, TranslationMaskedLM,
+                                                                TranslationAnyDirection, TranslationMaskedLM, UnifiedLM,
                                                                 WholeWordMaskedLM)}
 
 
@@ -32,4 +33,4 @@ def get_objective(name: str) -> type[Objective]:
 
 __all__ = ["OBJECTIVES", "CausalLM", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "Objective",
            "ReplacedTokenDetection", "Translation", "TranslationAnyDirection", "TranslationMaskedLM",
-           "WholeWordMaskedLM", "get_objective"]
+           "UnifiedLM", "WholeWordMaskedLM", "get_objective"]

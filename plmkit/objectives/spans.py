@@ -20,12 +20,13 @@ from .mlm import corrupt
 
 def mask_spans(input_ids: torch.Tensor, maskable: torch.Tensor, mask_id: int, vocab_size: int,
                generator: torch.Generator, prob: float = 0.15, starts: torch.Tensor | None = None,
-               max_n: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """input_ids, maskable, starts (bool; None = every token is a unit): (B, T).
+               max_n: int = 1, p_n: tuple[float, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids, maskable, starts (bool; None = every token is a unit): (B, T). p_n: the probability of
+    an n-gram of 1 … max_n units (default ∝ 1/n, ALBERT's).
     Returns (corrupted input_ids, chosen positions as bool (B, T))."""
     B, T = input_ids.shape
     starts = maskable if starts is None else starts & maskable
-    p_n = 1.0 / np.arange(1, max_n + 1)
+    p_n = 1.0 / np.arange(1, max_n + 1) if p_n is None else np.asarray(p_n, dtype=float)
     seed = int(torch.randint(2**62, (1,), generator=generator))  # the row loops draw from numpy, seeded here
     rng = np.random.default_rng(seed)
     ok, first = maskable.numpy(), starts.numpy()

@@ -125,6 +125,8 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
         fit_to["max_positions"] = max(data.seq_len, 512)
     if getattr(member.config_cls, "pad_token_id", None) is not None and tokenizer.pad_id is not None:
         fit_to["pad_token_id"] = tokenizer.pad_id  # a member with a pad id takes the tokenizer's (0 or 1)
+    if "mask_token_id" in member.config_cls.field_names() and tokenizer.mask_id is not None:
+        fit_to["mask_token_id"] = tokenizer.mask_id  # a member that generates at a [MASK] (UniLM)
     config = start.config if start else member.config_cls.preset(size, source=config_file, **{**fit_to, **model_over})
     if config.vocab_size < tokenizer.vocab_size:
         raise PlmkitError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's embedding has only "
