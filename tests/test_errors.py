@@ -195,7 +195,7 @@ CASES = [
     Case("fill-config", "fill-mask", "a config.json that is not JSON", ["fill-mask", "--model", "{f}", "--text",
          "a [MASK]"], "config.json", "not valid JSON", 1, model="config"),
     Case("gen-masked", "generate", "a masked model", ["generate", "--model", "{bert}", "--prompt", "x"], "bert",
-         "needs a causal LM"),
+         "needs a model that continues text left to right"),
     Case("gen-bin", "generate", "a model directory with only pytorch_model.bin", ["generate", "--model", "{f}",
          "--prompt", "x"], "model", "convert it once to safetensors", model="bin"),
     # evaluate-lm

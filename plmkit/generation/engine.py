@@ -29,7 +29,7 @@ def _decoder(model, prompts: list[list[int]], s: Settings):
     decoder = model if hasattr(model, "decode_step") else Recompute(model)
     if not getattr(decoder, "generates", False):
         raise PlmkitError(f"generate needs a model that continues text left to right; {model.family_name} is "
-                          "a masked LM (try fill-mask or gibbs)")
+                          "a masked LM (try fill-mask or gibbs)", path=getattr(model, "directory", None))
     if any(not p for p in prompts):
         raise PlmkitError("an empty prompt needs a tokenizer with a token to start from (eos or sep)")
     longest = max(len(p) for p in prompts) + s.max_new_tokens
