@@ -12,6 +12,8 @@ from .base import Objective
 from .clm import CausalLM
 from .ernie import KnowledgeMaskedLM
 from .mlm import MaskedLM, MaskedLMWithNSP
+from .plm import PermutationLM
+from .recurrent import RecurrentCausalLM
 from .rtd import ReplacedTokenDetection
 from .sop import MaskedLMWithSOP
 from .tlm import TranslationMaskedLM
@@ -19,7 +21,8 @@ from .translation import Translation, TranslationAnyDirection
 from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
-                                                                MaskedLMWithSOP, ReplacedTokenDetection, Translation,
+                                                                MaskedLMWithSOP, PermutationLM, RecurrentCausalLM,
+                                                                ReplacedTokenDetection, Translation,
                                                                 TranslationAnyDirection, TranslationMaskedLM,
                                                                 WholeWordMaskedLM)}
 
@@ -31,5 +34,5 @@ def get_objective(name: str) -> type[Objective]:
 
 
 __all__ = ["OBJECTIVES", "CausalLM", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "Objective",
-           "ReplacedTokenDetection", "Translation", "TranslationAnyDirection", "TranslationMaskedLM",
-           "WholeWordMaskedLM", "get_objective"]
+           "PermutationLM", "RecurrentCausalLM", "ReplacedTokenDetection", "Translation", "TranslationAnyDirection",
+           "TranslationMaskedLM", "WholeWordMaskedLM", "get_objective"]

@@ -65,6 +65,9 @@ class Trainer:
     `eval_fn(model, step)`, when given, runs every `eval_every` optimizer steps and after the last one, with
     the unwrapped model in eval mode and no gradients (e.g. dev-set evaluation, early stopping, gradual
     unfreezing); it runs on every rank, and returning True on all of them ends training after that step.
+    `carry`, when given, holds state the step function carries from one step to the next (Transformer-XL's
+    memory): its `state_dict()` ({name: tensor}) is saved per rank with each checkpoint and handed back to
+    its `load_state_dict(state)` on resume, so the resumed run continues with the same state.
     """
 
     def __init__(
@@ -81,13 +84,14 @@ class Trainer:
         run_info: dict | None = None,
         eval_fn: Callable[[torch.nn.Module, int], bool | None] | None = None,
         eval_every: int = 0,
+        carry=None,
     ):
         self.config = config
         self.dataset, self.sampler, self.collate, self.step_fn = dataset, sampler, collate, step_fn
         self.out_dir = Path(out_dir)
         self.save_fn = save_fn or ckpt.save_state_dict
         self.run_info = run_info or {}
-        self.eval_fn, self.eval_every = eval_fn, eval_every
+        self.eval_fn, self.eval_every, self.carry = eval_fn, eval_every, carry
         self.rank, self.world_size = rank_and_world()
         self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", 0)))
         if config.precision == "fp16" and self.device.type != "cuda":
@@ -270,7 +274,9 @@ class Trainer:
         return start
 
     def _checkpoint(self, done: int) -> None:
-        rank_state = {"rng": ckpt.capture_rng(), "pending": self._pending_floats()}
+        rank_state = {"rng": ckpt.capture_rng(), "pending": self._pending_floats(),
+                      "carry": {k: v.detach().cpu() for k, v in self.carry.state_dict().items()}
+                      if self.carry is not None else {}}
         ranks = all_gather_object(rank_state)
         if self.rank == 0:
             opt_tensors, opt_meta = ckpt.optimizer_state(self.optimizer)
@@ -309,6 +315,8 @@ class Trainer:
             state = ckpt.join_rank_state(tensors, meta["ranks"], self.rank)
             ckpt.restore_rng(state["rng"])
             self._restored_pending = state["pending"]
+            if self.carry is not None:
+                self.carry.load_state_dict({k: v.to(self.device) for k, v in state["carry"].items()})
         else:
             seed = self.config.seed + self.rank + meta["step"]
             torch.manual_seed(seed)
