@@ -11,16 +11,19 @@ from .model import causal_features
 @torch.no_grad()
 def embed(model, tokenizer, texts: list[str], pool: str = "cls", max_length: int = 512,
           language: int | None = None) -> torch.Tensor:
-    """Sentence vectors (N, H) from a body's last layer: "cls" takes [CLS] for a bidirectional model, the
-    last token for a causal one, or the body's own pooling (ELMo, word2vec, context2vec, LASER:
-    `pool_features`, inputs framed by its `input_frame`, as the task heads do); "mean" averages the real
+    """Sentence vectors (N, H) from a body's last layer: "cls" takes [CLS] for a bidirectional model (at the
+    end for XLNet), the last token for a causal one, or the body's own pooling (ELMo, word2vec, context2vec,
+    LASER: `pool_features`, inputs framed by its `input_frame`, as the task heads do); "mean" averages the real
     tokens. `language`: the language id every token carries, for a body with language embeddings (XLM)."""
     if pool not in ("cls", "mean"):
         raise PlmkitError(f"unknown pooling {pool!r}; choose cls or mean")
     causal = causal_features(model)
+    last_token = causal or getattr(model, "cls_at_end", False)  # XLNet: `text [SEP] [CLS]`, pooled at [CLS]
     if hasattr(model, "input_frame"):
         first, _, last = model.input_frame(tokenizer)
         begin, end = [first], [last]
+    elif getattr(model, "cls_at_end", False):
+        begin, end = [], [tokenizer.sep_id, tokenizer.cls_id]
     else:
         begin = [] if causal else [tokenizer.cls_id]
         end = [] if causal else [tokenizer.sep_id]
@@ -41,4 +44,4 @@ def embed(model, tokenizer, texts: list[str], pool: str = "cls", max_length: int
         return (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
     if hasattr(model, "pool_features"):
         return model.pool_features(h, mask)
-    return h[torch.arange(len(ids)), mask.sum(1) - 1] if causal else h[:, 0]
+    return h[torch.arange(len(ids)), mask.sum(1) - 1] if last_token else h[:, 0]
