@@ -16,6 +16,8 @@ additive mask; the eager path writes the softmax out and returns the weights.
 
 A query stream g (XLNet's two-stream attention) attends to the same keys and values with the same weights:
 it brings its own queries and its own `Relations` (where each query sits, what it may see), never keys.
+A decoding step (plmkit.generation) takes its earlier keys and values from the cache instead of a memory:
+keys carry no position here, so the cached ones stay valid as the queries move on.
 
 Parameters are (H, N, D) tensors named as in XLNet (`q k v o r`), so its checkpoints map one to one; there
 are no biases in the projections (neither paper's code has them).
@@ -72,13 +74,17 @@ class RelativeAttention(nn.Module):
 
     def forward(self, h: torch.Tensor, memory: torch.Tensor | None, table: torch.Tensor, rel: Relations,
                 impl: str = "sdpa", need_weights: bool = False, g: torch.Tensor | None = None,
-                rel_g: Relations | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+                rel_g: Relations | None = None, cache=None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """h: (B, T, H); memory: (B, M, H) or None; table: (P, H) distance sinusoids; g: (B, T_g, H) query
-        stream or None, with rel_g. Returns the content output (B, T, H), the query stream's (B, T_g, H) or
+        stream or None, with rel_g; cache: a LayerCache (plmkit.generation.cache) holding the earlier keys
+        and values, which takes h's. Returns the content output (B, T, H), the query stream's (B, T_g, H) or
         None, and the content stream's weights (B, N, T, K) or None."""
         context = h if memory is None else torch.cat([memory.to(h.dtype), h], 1)  # (B, K, H)
         k = torch.einsum("bkh,hnd->bnkd", context, self.k)  # (B, N, K, D)
         v = torch.einsum("bkh,hnd->bnkd", context, self.v)
+        if cache is not None:
+            k, v = cache.update(k, v)  # (B, N, S, D): the cached columns, then these
         r = torch.einsum("ph,hnd->pnd", table.to(h.dtype), self.r)  # (P, N, D)
         y, weights = self._attend(h, k, v, r, rel, impl, need_weights)
         y_g = None if g is None else self._attend(g, k, v, r, rel_g, impl, False)[0]
@@ -124,9 +130,10 @@ class MemoryBlock(Block):
 
     def forward(self, h: torch.Tensor, memory: torch.Tensor | None, table: torch.Tensor, rel: Relations,
                 impl: str = "sdpa", need_weights: bool = False, g: torch.Tensor | None = None,
-                rel_g: Relations | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+                rel_g: Relations | None = None, cache=None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """h: (B, T, H) → (B, T, H); g: (B, T_g, H) → (B, T_g, H) or None; weights (B, N, T, K) or None."""
-        a, a_g, weights = self.attn(h, memory, table, rel, impl, need_weights, g, rel_g)
+        a, a_g, weights = self.attn(h, memory, table, rel, impl, need_weights, g, rel_g, cache)
         return self._after(h, a), (None if g is None else self._after(g, a_g)), weights
 
     def _after(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

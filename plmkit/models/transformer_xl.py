@@ -5,7 +5,9 @@ attends over [SG(memory) ∘ h], so the context reaches back N × mem_len tokens
 §3.3: with the memory, absolute positions would collide (every segment's first token at 0), so there are none:
 positions enter only through the attention's relative terms, sinusoids of i − j through W_R with learned
 biases u, v (plmkit.layers.xl_attention). Training feeds each batch row a contiguous stream (objective
-`recurrent-clm`), so the memory is the text just before the segment.
+`recurrent-clm`), so the memory is the text just before the segment. Decoding (plmkit.generation) keeps
+the keys and values of the whole past in the engine's cache instead: they carry no position, so cached
+columns stay valid as the queries move on.
 
 The block keeps GPT-1's post-LN layout and tied output layer; the attention has no biases in its
 projections and learns u, v per layer (the released models' untie_r). Not kept from the paper: the
@@ -26,6 +28,7 @@ from torch import nn
 
 from ..errors import PlmkitError
 from ..family import register
+from ..generation.cache import KVCache
 from ..layers.xl_attention import MemoryBlock, RelativeAttention, Relations, relative_sinusoids
 from .gpt import Gpt, GptConfig
 from .transformer import ModelOutput
@@ -85,11 +88,15 @@ class TransformerXL(Gpt):
                     nn.init.normal_(p, std=self.config.initializer_range)
 
     def streams(self, x: torch.Tensor, M: int, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None
+                token_type_ids: torch.Tensor | None = None, cache: KVCache | None = None,
+                block: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, Relations, torch.Tensor | None, Relations | None]:
         """The distance table (P, H), the content stream's relations, and a query stream with its relations
         (none here: XLNet adds one). x: (B, T, H) embedded segment; M: memory length. A causal model needs
-        the distances K − 1 … 0, a bidirectional one K − 1 … −(T − 1)."""
+        the distances K − 1 … 0, a bidirectional one K − 1 … −(T − 1). cache, block: a decoding step."""
+        if cache is not None:
+            table, rel, _, _ = self.cached_relations(x.shape[1], attention_mask, cache, block)
+            return table, rel, None, None
         T, K = x.shape[1], M + x.shape[1]
         last = 0 if self.config.causal else -(T - 1)
         table = relative_sinusoids(torch.arange(K - 1, last - 1, -1, device=x.device), self.config.hidden_size)
@@ -102,26 +109,46 @@ class TransformerXL(Gpt):
             visible = keys if visible is None else visible & keys
         return self.embeddings.drop(table), Relations(index, visible), None, None
 
+    def cached_relations(self, T: int, attention_mask: torch.Tensor | None, cache: KVCache,
+                         block: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, Relations, torch.Tensor, torch.Tensor]:
+        """A decoding step of T new tokens: reserve their cache columns, and relate them to all S columns by
+        the distance of their position ids, which count each row's real tokens, so left padding changes
+        nothing. Returns the table (distances S … 0), the relations, and the positions of the new tokens
+        (B, T) and of every column (B, S)."""
+        positions, seen = cache.extend(T, attention_mask, block)  # (B, T), (B, T, S) or None: causal
+        S = cache.length
+        columns = cache.key_mask[:, :S].long().cumsum(1) - 1  # (B, S): a real column's position
+        table = relative_sinusoids(torch.arange(S, -1, -1, device=positions.device), self.config.hidden_size)
+        index = (S - positions[:, :, None] + columns[:, None, :]).clamp(0, S)  # (B, T, S): the row of the distance
+        return self.embeddings.drop(table), Relations(index, seen), positions, columns
+
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
                output_attentions: bool = False, attn_impl: str = "sdpa", rows: torch.Tensor | None = None,
-               mems: tuple[torch.Tensor, ...] | None = None, mem_len: int | None = None, **stream_inputs
-               ) -> ModelOutput:
+               mems: tuple[torch.Tensor, ...] | None = None, mem_len: int | None = None,
+               cache: KVCache | None = None, block: torch.Tensor | None = None, **stream_inputs) -> ModelOutput:
         """As Transformer.encode, over the memory `mems` (L × (B, M, H), the previous segment's `out.mems`)
         as well: attention_mask (B, T), or (B, M + T) to mask memory positions too. `out.mems` holds, per
         layer, its input over the last `mem_len` positions of memory + segment (default config.mem_len;
         0: no memory kept, out.mems is None), gradient stopped. `stream_inputs` go to `streams` (XLNet's
-        perm_mask, target_positions); with a query stream, last_hidden_state is its output."""
+        perm_mask, target_positions); with a query stream, last_hidden_state is its output. cache, block: a
+        decoding step (plmkit.generation): the earlier keys and values come from the cache, not a memory,
+        and no memory is kept."""
+        if cache is not None and mems is not None:
+            raise ValueError("a decoding step reads its past from the cache; pass no mems")
         x = self.embed(input_ids)  # (B, T, H)
         M = 0 if mems is None else mems[0].shape[1]
-        table, rel, g, rel_g = self.streams(x, M, attention_mask, token_type_ids, **stream_inputs)
-        mem_len = self.config.mem_len if mem_len is None else mem_len
+        table, rel, g, rel_g = self.streams(x, M, attention_mask, token_type_ids, cache=cache, block=block,
+                                            **stream_inputs)
+        mem_len = 0 if cache is not None else self.config.mem_len if mem_len is None else mem_len
         h, hidden, attentions, new_mems = x, [x], [], []
         for i, layer in enumerate(self.stack()):
             memory = None if mems is None else mems[i]
             if mem_len:
                 new_mems.append((h if memory is None else torch.cat([memory.to(h.dtype), h], 1))[:, -mem_len:].detach())
-            h, g, w = layer(h, memory, table, rel, attn_impl, output_attentions, g, rel_g)
+            h, g, w = layer(h, memory, table, rel, attn_impl, output_attentions, g, rel_g,
+                            None if cache is None else cache.layers[i])
             hidden.append(h)
             attentions.append(w)
         out = h if g is None else g

@@ -11,8 +11,10 @@ every position. §2.5: pairs of segments are told apart by a relative term — w
 segment — instead of segment embeddings. The objective (`plm`, plmkit.objectives.plm) draws the targets and
 the orders.
 
-For fine-tuning, the content stream reads both ways, and sequences end with their [CLS] (`a <sep> <cls>`,
-`a <sep> b <sep> <cls>`; segment ids 0, 1, and 2 for [CLS]), which the sequence-level heads pool.
+It generates in the left-to-right order (`decode_step`): each token's content sees the tokens before it,
+and one query stream at the next position sees them all. For fine-tuning, the content stream reads both
+ways, and sequences end with their [CLS] (`a <sep> <cls>`, `a <sep> b <sep> <cls>`; segment ids 0, 1, and 2
+for [CLS]), which the sequence-level heads pool.
 
 Parameter layout matches Hugging Face `XLNetLMHeadModel`.
 
@@ -29,6 +31,7 @@ from torch import nn
 
 from ..errors import PlmkitError
 from ..family import register
+from ..generation.cache import KVCache
 from ..interop.layout import HFLayout
 from ..layers.xl_attention import Relations
 from .transformer import resized
@@ -112,15 +115,29 @@ class XLNet(TransformerXL):
         super().resize_token_embeddings(vocab_size)
         self.lm_bias = resized(self.lm_bias, vocab_size)
 
+    @property
+    def generates(self) -> bool:
+        """XLNet generates in the left-to-right order: each token's content sees those before it, and the
+        query stream predicts the next position from all of them."""
+        return True
+
     def streams(self, x: torch.Tensor, M: int, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, perm_mask: torch.Tensor | None = None,
-                target_positions: torch.Tensor | None = None
+                target_positions: torch.Tensor | None = None, cache: KVCache | None = None,
+                block: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, Relations, torch.Tensor | None, Relations | None]:
         """perm_mask: (B, T, T), True (or 1) = query i may not see token j; target_positions: (B, P) long,
         where the query stream runs (its output is then last_hidden_state, (B, P, H)). token_type_ids:
-        (B, T); the memory counts as segment 0."""
-        table, rel, _, _ = super().streams(x, M, attention_mask)
+        (B, T); the memory counts as segment 0. A decoding step (cache) runs one query, at the position after
+        the last token, which sees every token so far."""
         B, T, _ = x.shape
+        if cache is not None:
+            table, content, positions, columns = self.cached_relations(T, attention_mask, cache, block)
+            S = cache.length
+            index = (S - positions[:, -1:, None] - 1 + columns[:, None, :]).clamp(0, S)  # (B, 1, S)
+            query = Relations(index, cache.key_mask[:, None, :S])
+            return table, content, self.embeddings.drop(self.mask_emb.expand(B, 1, -1)), query
+        table, rel, _, _ = super().streams(x, M, attention_mask)
         seen = rel.visible  # (B | 1, 1, K) from the attention mask, or None
         if perm_mask is not None:
             allowed = ~F.pad(perm_mask.bool(), (M, 0))  # (B, T, K): the memory is visible to every position
