@@ -199,10 +199,19 @@ def test_xlnet_query_stream_knows_the_position_not_the_token():
 
 
 @pytest.fixture(scope="module")
-def unigram(corpus, tmp_path_factory):
+def unigram_dir(corpus, tmp_path_factory):
     from plmkit.tokenizers import train_tokenizer
 
-    return train_tokenizer("unigram", [str(corpus)], 300, out_dir=tmp_path_factory.mktemp("tok"), show_progress=False)
+    d = tmp_path_factory.mktemp("tok")
+    train_tokenizer("unigram", [str(corpus)], 300, out_dir=d, show_progress=False)
+    return d
+
+
+@pytest.fixture(scope="module")
+def unigram(unigram_dir):
+    from plmkit.tokenizers import load_tokenizer
+
+    return load_tokenizer(unigram_dir)
 
 
 def test_permutation_targets_are_spans_and_orders_are_partial_predictions(unigram):
@@ -313,7 +322,7 @@ def test_evaluate_lm_with_memory_reads_segments_as_one_pass(unigram, tmp_path, c
     assert "memory" in capsys.readouterr().err
 
 
-def test_xlnet_fine_tunes_with_its_cls_at_the_end(unigram):
+def test_xlnet_fine_tunes_with_its_cls_at_the_end(unigram, fits_one_batch):
     from plmkit.data.tasks import Example
     from plmkit.heads import HeadConfig, build, collate, encode
 
@@ -333,20 +342,34 @@ def test_xlnet_fine_tunes_with_its_cls_at_the_end(unigram):
     fast = model(batch)["logits"]
     model.rows_only = False  # pooling the whole last layer at [CLS], the last real token, gives the same
     assert _close(fast, model(batch)["logits"]) < 1e-5
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(20):  # a slow start: at the init's scale every [CLS] looks alike
-        loss = model(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.7 * losses[0], losses
+    fits_one_batch(model, batch, lr=1e-2, steps=20)  # a slow start: at the init's scale every [CLS] looks alike
     tag = build(_build("xlnet", vocab_size=unigram.vocab_size), unigram,
                 HeadConfig(task="tag", labels=("O", "B"), max_length=32))
     words = verses[0].split()
     f = encode([Example(tokens=words, tags=["O"] * len(words))], tag, unigram)[0]
     assert f["input_ids"][-2:] == [sep, cls] and f["first"][-2:] == [0, 0] and sum(f["first"]) == len(words)
+
+
+def test_transformer_xl_fine_tunes_as_a_causal_body(unigram_dir, fits_one_batch):
+    """GPT's input transformation ([start] a [extract], tokens added to the vocabulary), pooled at [extract]."""
+    from plmkit.data.tasks import Example
+    from plmkit.heads import GPT_TOKENS, HeadConfig, build, collate, encode
+    from plmkit.tokenizers import load_tokenizer
+
+    unigram = load_tokenizer(unigram_dir)  # a copy of its own: the GPT tokens are added to it
+
+    verses = ["In the beginning God created the heaven", "And the earth was without form",
+              "And God said Let there be light", "and there was light"] * 4
+    examples = [Example(text=v, label=str(i % 2)) for i, v in enumerate(verses)]
+    body = _build("transformer-xl", vocab_size=unigram.vocab_size, dropout=0.0, attention_dropout=0.0)
+    torch.manual_seed(0)
+    model = build(body, unigram, HeadConfig(task="classify", labels=("0", "1"), dropout=0.0, max_length=32))
+    assert model.config.gpt_tokens == GPT_TOKENS and body.config.vocab_size == unigram.vocab_size
+    batch = collate(encode(examples, model, unigram), unigram.pad_id)
+    fast = model(batch)["logits"]
+    model.rows_only = False
+    assert _close(fast, model(batch)["logits"]) < 1e-5
+    fits_one_batch(model, batch, lr=1e-2, steps=20)
 
 
 def test_registry_places_both_in_the_autoregressive_branch():

@@ -49,8 +49,9 @@ class Recurrent(Objective):
         return {"segments": self.segments, **{f"mems.{i}": m for i, m in enumerate(self.mems)}}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        layers = sum(k.startswith("mems.") for k in state)
         self.segments = state.get("segments")
-        self.mems = tuple(state[f"mems.{i}"] for i in range(len(state) - 1)) if state else None
+        self.mems = tuple(state[f"mems.{i}"] for i in range(layers)) if layers else None
 
 
 class RecurrentCausalLM(Recurrent, CausalLM):
