@@ -1,4 +1,4 @@
-"""Data: plain-text corpora -> token shards and the datasets and sampler pre-training reads them with;
+"""Data: plain-text corpora -> token shards and the datasets and samplers pre-training reads them with;
 labelled task data (`tasks`: readers for JSONL, CSV/TSV, CoNLL and SQuAD JSON, label sets)."""
 
 from .pretrain import SegmentPairs, Segments, StepSampler, StreamSampler, Windows
