@@ -35,3 +35,25 @@ def kjv_head(tmp_path_factory):
 def corpus(kjv_head) -> Path:
     """The first 1,500 verses of the shipped King James Bible."""
     return kjv_head(1500)
+
+
+@pytest.fixture(scope="session")
+def fits_one_batch():
+    """A function (task model, batch, lr, steps=15) that trains the model on the one batch: its loss must
+    fall well below where it starts."""
+
+    def check(model, batch, lr: float, steps: int = 15) -> None:
+        import torch
+
+        opt = torch.optim.AdamW(model.parameters(), lr=lr)
+        model.train()
+        losses = []
+        for _ in range(steps):
+            loss = model(batch)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < 0.7 * losses[0], losses
+
+    return check

@@ -83,10 +83,10 @@ FILES = {"classify": "classify.jsonl", "pair": "pair.jsonl", "regress": "regress
 @pytest.mark.parametrize("task, extra", [("classify", {}), ("pair", {}), ("regress", {}), ("choice", {}),
                                          ("tag", {}), ("tag", {"crf": True}),
                                          ("qa", {"max_length": 40, "doc_stride": 12})])
-def test_each_head_learns(body_dir, data, task, extra):
+def test_each_head_learns(body_dir, data, task, extra, fits_one_batch):
     examples = read_task(data / FILES[task], task)
     model, tok = _task_model(body_dir, task, examples, **extra)
-    _fits_one_batch(model, collate(encode(examples[:16], model, tok), tok.pad_id or 0), lr=3e-3)
+    fits_one_batch(model, collate(encode(examples[:16], model, tok), tok.pad_id or 0), lr=3e-3)
 
 
 @pytest.mark.parametrize("task", ["classify", "pair", "choice"])
@@ -108,20 +108,6 @@ def test_sequence_heads_compute_the_last_layer_only_where_they_pool(body_dir, da
     (fast, g_fast), (full, g_full) = grads
     torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(g_fast, g_full, atol=1e-6, rtol=1e-4)
-
-
-def _fits_one_batch(model, batch, lr: float, steps: int = 15) -> None:
-    """Train on one batch: the loss must fall well below where it starts."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        loss = model(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.7 * losses[0], losses
 
 
 def test_qa_windows_hold_the_answer(body_dir, data):
@@ -292,7 +278,7 @@ def w2v_dir(data, tmp_path_factory):
 
 
 @pytest.mark.parametrize("task", ["classify", "tag"])
-def test_lineage_heads_learn_and_frame_their_inputs(lineage_dir, data, task):
+def test_lineage_heads_learn_and_frame_their_inputs(lineage_dir, data, task, fits_one_batch):
     examples = read_task(data / FILES[task], task)
     model, tok = _task_model(lineage_dir, task, examples)
     features = encode(examples[:16], model, tok)
@@ -305,7 +291,7 @@ def test_lineage_heads_learn_and_frame_their_inputs(lineage_dir, data, task):
         start, extract = tok.token_to_id(heads.GPT_TOKENS[0]), tok.token_to_id(heads.GPT_TOKENS[2])
         assert model.causal and ids[0] == start and (task == "tag" or ids[-1] == extract)
         assert model.body.embeddings.num_embeddings == model.body.config.vocab_size == tok.vocab_size
-    _fits_one_batch(model, collate(features, tok.pad_id), lr=1e-2)
+    fits_one_batch(model, collate(features, tok.pad_id), lr=1e-2)
 
 
 def test_elmo_pooling_reads_each_direction_end_and_ignores_padding(data, lineage_tok, tmp_path):

@@ -18,6 +18,9 @@ def add_commands(sub) -> None:
     e.add_argument("--window", type=int, default=512, help="tokens per forward pass (default 512, at most "
                                                            "the model's max_positions)")
     e.add_argument("--stride", type=int, help="new tokens scored per window (default window / 2)")
+    e.add_argument("--mem-len", type=int, metavar="N",
+                   help="a model with a memory (transformer-xl): score consecutive segments of --window tokens, "
+                        "each attending also to the states of the N tokens before it (0: no memory)")
     e.add_argument("--out", metavar="FILE", help="also write the metrics JSON here")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.set_defaults(func=_cmd_evaluate_lm)
@@ -35,8 +38,8 @@ def _cmd_evaluate_lm(a) -> int:
     from .. import load, load_tokenizer
     from ..evaluation.lm import evaluate_lm
 
-    # `plmkit evaluate --task lm` has no --window/--stride: evaluate_lm's defaults then apply.
-    options = {k: getattr(a, k) for k in ("window", "stride") if getattr(a, k, None) is not None}
+    # `plmkit evaluate --task lm` has no --window/--stride/--mem-len: evaluate_lm's defaults then apply.
+    options = {k: getattr(a, k) for k in ("window", "stride", "mem_len") if getattr(a, k, None) is not None}
     metrics = evaluate_lm(load(a.model), load_tokenizer(a.model), a.data, **options)
     metrics = {"model_dir": a.model, "data": a.data, **metrics}
     if a.out:

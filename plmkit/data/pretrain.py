@@ -42,6 +42,35 @@ class Windows:
         return self.corpus.tokens(i * self.length, (i + 1) * self.length)
 
 
+class Segments(Windows):
+    """Consecutive segments of the token stream, each `stride` tokens after the previous, returned with their
+    index so a recurrent objective can tell whether a segment continues the one before (Transformer-XL).
+
+    With stride = length − 1 (causal LM), segment i's inputs are tokens [i·stride, (i + 1)·stride) and its
+    targets the same range moved by one: the inputs of consecutive segments meet without gap or overlap.
+
+    Args:
+        corpus: the token stream.
+        length: tokens per segment.
+        stride: tokens from one segment's start to the next's, at most `length`.
+    """
+
+    def __init__(self, corpus: TokenCorpus, length: int, stride: int):
+        super().__init__(corpus, length)
+        if not 0 < stride <= length:
+            raise ValueError(f"stride must be in (0, {length}], got {stride}")
+        self.stride = stride
+
+    def __len__(self) -> int:
+        return max(0, (self.corpus.n_tokens - self.length) // self.stride + 1)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
+        """(i, segment i as (length,) int64)."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"segment {i} outside [0, {len(self)})")
+        return i, self.corpus.tokens(i * self.stride, i * self.stride + self.length)
+
+
 class SegmentPairs:
     """Sentence pairs (A, B, is_next) for BERT's next-sentence prediction, after create_pretraining_data.py.
 
@@ -200,3 +229,38 @@ class StepSampler:
     def epoch(self, step: int) -> float:
         """Epochs completed before global step `step`, fractional."""
         return step * self.batch_size * self.world_size / self.n_examples
+
+
+class StreamSampler:
+    """Each batch row reads one contiguous stream, segment after segment (Transformer-XL, Dai et al. 2019).
+
+    The examples (consecutive segments of the corpus) are cut into S = batch_size × world_size streams of
+    n = n_examples // S segments each; stream k holds examples k·n … (k + 1)·n − 1, and global step s gives
+    row b of rank r the segment s mod n of stream r·B + b. Like StepSampler it is a pure function of the step,
+    so a resumed run needs only the step number; there is nothing to shuffle, since the order is the point.
+    The last n_examples mod S segments are never read.
+
+    Args:
+        n_examples: dataset length (consecutive segments).
+        batch_size: rows (streams) per rank.
+        rank, world_size: this process's place among the data-parallel processes.
+    """
+
+    def __init__(self, n_examples: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside [0, {world_size})")
+        streams = batch_size * world_size
+        if batch_size < 1 or n_examples < streams:
+            raise PlmkitError(f"{n_examples} segments cannot fill {streams} streams (batch size {batch_size} × "
+                              f"{world_size} processes); use a smaller batch or a larger corpus")
+        self.n_examples, self.batch_size, self.rank, self.world_size = n_examples, batch_size, rank, world_size
+        self.per_stream = n_examples // streams
+
+    def indices(self, step: int) -> list[int]:
+        """Indices of this rank's `batch_size` segments at global step `step`: one per stream."""
+        first = self.rank * self.batch_size
+        return [(first + b) * self.per_stream + step % self.per_stream for b in range(self.batch_size)]
+
+    def epoch(self, step: int) -> float:
+        """Passes over the streams completed before global step `step`, fractional."""
+        return step / self.per_stream

@@ -3,6 +3,8 @@ predictions and metrics.
 
 Bidirectional bodies (BERT): `[CLS] a [SEP]`, `[CLS] a [SEP] b [SEP]` with segment ids 0/1; a body with an
 `input_frame(tokenizer)` names its own three tokens instead (ELMo: its document separator; word2vec: <unk>).
+A body with `cls_at_end` (XLNet, Yang et al. 2019, §3.1): `a [SEP] [CLS]`, `a [SEP] b [SEP] [CLS]` with
+segment ids 0, 1, and 2 for [CLS], which the heads pool.
 Causal bodies (GPT, Radford et al. 2018, §3.3, Fig. 1): classification `[start] a [extract]`;
 entailment `[start] premise [delim] hypothesis [extract]`; similarity both orders, as two views whose
 features are added; multiple choice `[start] context [delim] answer [extract]` once per option.
@@ -32,6 +34,12 @@ class Format:
     causal: bool
     pad: int
     segments: bool  # sentence B gets token type 1 (BERT); GPT and RoBERTa-style bodies have no such embedding
+    cls_last: bool = False  # XLNet: no begin token; the sequence ends [SEP] [CLS] (middle, end)
+
+    @property
+    def lead(self) -> int:
+        """Tokens before the first text."""
+        return 0 if self.cls_last else 1
 
     @classmethod
     def of(cls, model, tokenizer) -> "Format":
@@ -45,13 +53,19 @@ class Format:
             return cls(*model.body.input_frame(tokenizer), False, pad, segments)
         if tokenizer.cls_id is None or tokenizer.sep_id is None:
             raise PlmkitError("the tokenizer has no [CLS]/[SEP] tokens to frame a bidirectional model's input")
+        if getattr(model.body, "cls_at_end", False):
+            return cls(tokenizer.cls_id, tokenizer.sep_id, tokenizer.cls_id, False, pad, True, cls_last=True)
         return cls(tokenizer.cls_id, tokenizer.sep_id, tokenizer.sep_id, False, pad, segments)
 
     def single(self, a: list[int]) -> tuple[list[int], list[int]]:
+        if self.cls_last:
+            return [*a, self.middle, self.end], [0] * (len(a) + 1) + [2]
         ids = [self.begin, *a, self.end]
         return ids, [0] * len(ids)
 
     def pair(self, a: list[int], b: list[int]) -> tuple[list[int], list[int]]:
+        if self.cls_last:
+            return [*a, self.middle, *b, self.middle, self.end], [0] * (len(a) + 1) + [1] * (len(b) + 1) + [2]
         first, second = [self.begin, *a, self.middle], [*b, self.end]
         # Without segment embeddings the delimiter alone separates the texts.
         return first + second, [0] * len(first) + [int(self.segments)] * len(second)
@@ -126,12 +140,13 @@ def _encode_tags(e: Example, i: int, tokenizer, fmt: Format, cfg, label_id, path
                                   "--labels)", path=path, line=e.line)
         labels = first_subtoken_labels(word_of, [label_id[t] for t in e.tags])
     first = first_subtoken_labels(word_of, [1] * len(e.tokens), ignore=0)
-    ids = [fmt.begin, *ids] + ([] if fmt.causal else [fmt.end])
-    pad = [0] * (len(ids) - len(first) - 1)  # the end token, if any, is not a word
-    f = {"input_ids": ids, "token_type_ids": [0] * len(ids), "first": [0, *first, *pad], "example": i,
+    lead = [0] * fmt.lead
+    framed, types = ([fmt.begin, *ids], [0] * (len(ids) + 1)) if fmt.causal else fmt.single(ids)
+    tail = [0] * (len(framed) - len(lead) - len(ids))  # the end tokens, if any, are not words
+    f = {"input_ids": framed, "token_type_ids": types, "first": [*lead, *first, *tail], "example": i,
          "words": [w for w in dict.fromkeys(word_of) if w >= 0]}
     if label_id is not None:
-        f["labels"] = [-100, *labels, *[-100] * len(pad)]
+        f["labels"] = [-100] * len(lead) + labels + [-100] * len(tail)
     return f
 
 
@@ -149,7 +164,7 @@ def _encode_qa(e: Example, i: int, tokenizer, fmt: Format, cfg, labelled: bool) 
     while True:
         window = ctx[start:start + room]
         ids, types = fmt.pair(q, window)
-        base = len(q) + 2  # position of the window's first token
+        base = fmt.lead + len(q) + 1  # position of the window's first token
         f = {"input_ids": ids, "token_type_ids": types, "example": i, "window_start": start, "base": base,
              "context_mask": [0] * base + [1] * len(window) + [0] * (len(ids) - base - len(window))}
         if answer is not None:

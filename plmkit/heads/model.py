@@ -16,7 +16,8 @@ head's width and the number of mixed layers are read from one encode of a two-to
 features may be wider than its config's hidden_size (ELMo: [→h; ←h]). Optional hooks: `causal_features`
 (False when the LM is causal but its features read both ways, as ELMo's), `input_frame(tokenizer)` →
 (begin, delimiter, end) ids in place of [CLS]/[SEP], `pool_features(h, attention_mask)` in place of the
-[CLS]/last-token rule, `layer_groups()` (bottom to top, for ULMFiT; else `embeddings` and `layers`), and
+[CLS]/last-token rule, `cls_at_end` (XLNet: inputs end with [CLS], pooled there), `layer_groups()` (bottom
+to top, for ULMFiT; else `embeddings` and `layers`), and
 `init_weights()`/`resize_token_embeddings(n)` for --from-scratch and GPT's added tokens. A body whose
 `encode` takes `rows` (the transformers) computes its last layer only at the position a sequence-level
 head pools.
@@ -105,6 +106,7 @@ class TaskModel(nn.Module):
         self.body, self.config = body, config
         H, widths = feature_widths(body)
         self.causal = causal_features(body)
+        self.pool_last = self.causal or getattr(body, "cls_at_end", False)  # GPT's [extract], XLNet's [CLS]
         self.frozen = config.features == "scalar-mix"
         if self.frozen:
             if len(set(widths)) > 1:
@@ -141,10 +143,10 @@ class TaskModel(nn.Module):
 
     def pooled(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(N, T, H) → (N, H): the body's own pooling if it has one, else the [extract] (last real) token for
-        a causal body, else [CLS]."""
+        a causal body or the [CLS] at the end (XLNet), else [CLS]."""
         if hasattr(self.body, "pool_features"):
             return self.body.pool_features(h, attention_mask)
-        if self.causal:
+        if self.pool_last:
             last = attention_mask.sum(1).long() - 1  # (N,) right padding: the last real position
             return h[torch.arange(h.shape[0], device=h.device), last]
         if not self.frozen and getattr(self.body, "pooler", None) is not None:
@@ -156,7 +158,7 @@ class TaskModel(nn.Module):
         if not self.rows_only:
             return self.pooled(self.hidden(input_ids, attention_mask, token_type_ids), attention_mask)
         N = input_ids.shape[0]
-        rows = (attention_mask.sum(1).long() - 1 if self.causal
+        rows = (attention_mask.sum(1).long() - 1 if self.pool_last
                 else torch.zeros(N, dtype=torch.long, device=input_ids.device))  # (N,) the pooled position
         h = self.body.encode(input_ids, attention_mask, token_type_ids, rows=rows).last_hidden_state  # (N, 1, H)
         return self.pooled(h, attention_mask[:, :1])

@@ -1,4 +1,5 @@
 from . import bert, gpt, gpt2  # noqa: F401  (explicit list: each member registers on import)
+from . import transformer_xl, xlnet  # noqa: F401  (the autoregressive branch, parents first)
 from . import albert, bert_wwm, distilbert, electra, ernie, nezha, roberta  # noqa: F401  (the BERT family, parents first)
 from . import xlm  # noqa: F401  (cross-lingual)
 from . import unilm  # noqa: F401  (the autoregressive branch)

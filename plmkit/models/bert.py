@@ -16,7 +16,7 @@ from ..family import register
 from ..interop.layout import HFLayout
 from ..layers import ACTIVATIONS
 from .gpt import Gpt, GptConfig
-from .transformer import ModelOutput
+from .transformer import ModelOutput, resized
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,12 +99,8 @@ class Bert(Gpt):
     def resize_token_embeddings(self, vocab_size: int) -> None:
         """The MLM output bias grows (or shrinks) with the embedding; new tokens start at zero bias."""
         super().resize_token_embeddings(vocab_size)
-        if self.mlm_bias is not None and self.mlm_bias.numel() != vocab_size:
-            old = self.mlm_bias.detach()
-            bias = old.new_zeros(vocab_size)
-            n = min(vocab_size, old.numel())
-            bias[:n] = old[:n]
-            self.mlm_bias = nn.Parameter(bias)
+        if self.mlm_bias is not None:
+            self.mlm_bias = resized(self.mlm_bias, vocab_size)
 
     def lm_features(self, h: torch.Tensor) -> torch.Tensor:
         """(…, H) → (…, E): dense + GELU + LayerNorm before the tied decoder."""

@@ -63,6 +63,16 @@ class TransformerConfig(Config):
         return cls.from_dict({**SIZES[size], **overrides}, source=source)
 
 
+def resized(vector: nn.Parameter, n: int) -> nn.Parameter:
+    """A per-token (V,) parameter (an output bias) cut or zero-extended to n entries, for
+    `resize_token_embeddings`: new tokens start at zero."""
+    if vector.numel() == n:
+        return vector
+    out = vector.detach().new_zeros(n)
+    out[:min(n, vector.numel())] = vector.detach()[:n]
+    return nn.Parameter(out)
+
+
 @dataclasses.dataclass
 class ModelOutput:
     last_hidden_state: torch.Tensor  # (B, T, H)
@@ -72,6 +82,7 @@ class ModelOutput:
     hidden_states: tuple[torch.Tensor, ...] | None = None  # L + 1 × (B, T, H): embeddings, then each layer
     attentions: tuple[torch.Tensor, ...] | None = None  # L × (B, N, T, T)
     loss: torch.Tensor | None = None  # when the forward was given labels and computes its own loss
+    mems: tuple[torch.Tensor, ...] | None = None  # L × (B, M, H): memory for the next segment (Transformer-XL)
 
 
 class Transformer(nn.Module):

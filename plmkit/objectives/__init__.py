@@ -12,6 +12,8 @@ from .base import Objective
 from .clm import CausalLM
 from .ernie import KnowledgeMaskedLM
 from .mlm import MaskedLM, MaskedLMWithNSP
+from .plm import PermutationLM
+from .recurrent import RecurrentCausalLM
 from .rtd import ReplacedTokenDetection
 from .sop import MaskedLMWithSOP
 from .tlm import TranslationMaskedLM
@@ -20,7 +22,8 @@ from .unilm import UnifiedLM
 from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
-                                                                MaskedLMWithSOP, ReplacedTokenDetection, Translation,
+                                                                MaskedLMWithSOP, PermutationLM, RecurrentCausalLM,
+                                                                ReplacedTokenDetection, Translation,
                                                                 TranslationAnyDirection, TranslationMaskedLM, UnifiedLM,
                                                                 WholeWordMaskedLM)}
 
@@ -32,5 +35,5 @@ def get_objective(name: str) -> type[Objective]:
 
 
 __all__ = ["OBJECTIVES", "CausalLM", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "Objective",
-           "ReplacedTokenDetection", "Translation", "TranslationAnyDirection", "TranslationMaskedLM",
-           "UnifiedLM", "WholeWordMaskedLM", "get_objective"]
+           "PermutationLM", "RecurrentCausalLM", "ReplacedTokenDetection", "Translation", "TranslationAnyDirection",
+           "TranslationMaskedLM", "UnifiedLM", "WholeWordMaskedLM", "get_objective"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..data.pretrain import StepSampler
+
 
 class Objective:
     name: str = ""
@@ -16,11 +18,23 @@ class Objective:
         """Examples drawn from a `plmkit.data.TokenCorpus`."""
         raise NotImplementedError
 
+    def sampler(self, n_examples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        """Which examples each step reads: shuffled epochs. A recurrent objective reads streams instead."""
+        return StepSampler(n_examples, batch_size, seed, rank=rank, world_size=world_size)
+
     def collate(self, examples: list, generator: torch.Generator) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict:
         raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """What the objective carries from one step to the next, saved with each checkpoint: nothing, unless
+        it is recurrent (Transformer-XL's memory)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Take back what `state_dict` gave, on resume."""
 
     def _require(self, *roles: str) -> None:
         missing = [r for r in roles if getattr(self.tokenizer, f"{r}_id") is None]

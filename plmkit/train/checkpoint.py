@@ -1,9 +1,9 @@
 """Checkpoints without pickle, written atomically.
 
 A checkpoint `checkpoints/step-N/` holds `model/` (the caller's save_fn), `trainer.safetensors` (model
-state_dict, optimizer tensors, torch RNG states), `trainer.json` (everything else) and `COMPLETE`, written
-last. It is built in `checkpoints/.tmp-step-N-<pid>/`, fsynced, then renamed into place, so a kill at any
-moment leaves either no `step-N` or a complete one.
+state_dict, optimizer tensors, torch RNG states, what each rank's step function carries), `trainer.json`
+(everything else) and `COMPLETE`, written last. It is built in `checkpoints/.tmp-step-N-<pid>/`, fsynced,
+then renamed into place, so a kill at any moment leaves either no `step-N` or a complete one.
 """
 
 from __future__ import annotations
@@ -104,14 +104,18 @@ def restore_rng(rng: dict) -> None:
 
 
 def split_rank_states(ranks: list[dict]) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """Per-rank dicts {"rng": capture_rng(), ...} → safetensors tensors + JSON-able dicts."""
+    """Per-rank dicts {"rng": capture_rng(), "carry": {name: tensor}, ...} → safetensors tensors + JSON-able
+    dicts; "carry" is what the step function carries between steps (Transformer-XL's memory)."""
     tensors, meta = {}, []
     for r, s in enumerate(ranks):
         rng = s["rng"]
         tensors[f"rank{r}.rng.torch"] = rng["torch"]
         for i, t in enumerate(rng["cuda"]):
             tensors[f"rank{r}.rng.cuda.{i}"] = t
-        meta.append({**s, "rng": {"numpy": rng["numpy"], "python": rng["python"], "n_cuda": len(rng["cuda"])}})
+        carry = s.get("carry", {})
+        tensors.update({f"rank{r}.carry.{k}": v.contiguous() for k, v in carry.items()})
+        meta.append({**s, "rng": {"numpy": rng["numpy"], "python": rng["python"], "n_cuda": len(rng["cuda"])},
+                     "carry": sorted(carry)})
     return tensors, meta
 
 
@@ -119,7 +123,7 @@ def join_rank_state(tensors: dict[str, torch.Tensor], meta: list[dict], rank: in
     s = meta[rank]
     rng = {**s["rng"], "torch": tensors[f"rank{rank}.rng.torch"]}
     rng["cuda"] = [tensors[f"rank{rank}.rng.cuda.{i}"] for i in range(rng.pop("n_cuda"))]
-    return {**s, "rng": rng}
+    return {**s, "rng": rng, "carry": {k: tensors[f"rank{rank}.carry.{k}"] for k in s.get("carry", [])}}
 
 
 # --- files ---------------------------------------------------------------------------------------------

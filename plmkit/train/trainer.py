@@ -78,6 +78,9 @@ class Trainer:
     `state`, when given, is what eval_fn keeps between evaluations (best score, best weights, …): an object
     with `state_dict() -> (tensors, json_dict)` and `load_state_dict(tensors, json_dict)`, saved in every
     checkpoint so that a resumed run evaluates and stops exactly as an uninterrupted one.
+    `carry`, when given, holds state the step function carries from one step to the next (Transformer-XL's
+    memory): its `state_dict()` ({name: tensor}) is saved per rank with each checkpoint and handed back to
+    its `load_state_dict(state)` on resume, so the resumed run continues with the same state.
     `checkpoints=False` writes none, not even the last one: for runs that are never resumed (compression),
     which keep their own copy of the weights they want; Ctrl-C then stops them as any KeyboardInterrupt.
     """
@@ -97,6 +100,7 @@ class Trainer:
         eval_fn: Callable[[torch.nn.Module, int], bool | None] | None = None,
         eval_every: int = 0,
         state=None,
+        carry=None,
         checkpoints: bool = True,
     ):
         self.config = config
@@ -104,7 +108,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.save_fn = save_fn or ckpt.save_state_dict
         self.run_info = run_info or {}
-        self.eval_fn, self.eval_every, self.state = eval_fn, eval_every, state
+        self.eval_fn, self.eval_every, self.state, self.carry = eval_fn, eval_every, state, carry
         self.checkpoints = checkpoints
         self.rank, self.world_size = rank_and_world()
         self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", 0)))
@@ -319,7 +323,9 @@ class Trainer:
         return start
 
     def _checkpoint(self, done: int, stopped: bool = False) -> None:
-        rank_state = {"rng": ckpt.capture_rng(), "pending": self._pending_floats()}
+        rank_state = {"rng": ckpt.capture_rng(), "pending": self._pending_floats(),
+                      "carry": {k: v.detach().cpu() for k, v in self.carry.state_dict().items()}
+                      if self.carry is not None else {}}
         ranks = all_gather_object(rank_state)
         if self.rank == 0:
             opt_tensors, opt_meta = ckpt.optimizer_state(self.optimizer)
@@ -366,6 +372,8 @@ class Trainer:
             state = ckpt.join_rank_state(tensors, meta["ranks"], self.rank)
             ckpt.restore_rng(state["rng"])
             self._restored_pending = state["pending"]
+            if self.carry is not None:
+                self.carry.load_state_dict({k: v.to(self.device) for k, v in state["carry"].items()})
         else:
             seed = self.config.seed + self.rank + meta["step"]
             torch.manual_seed(seed)

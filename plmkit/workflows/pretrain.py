@@ -76,7 +76,6 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     """Pre-train family member `model` on `corpus` files into run directory `out`; returns the summary.
     `init`: a saved model directory to continue from (`model` may then be None: the directory names it)."""
     from ..data import TokenCorpus, build_shards
-    from ..data.pretrain import StepSampler
     from ..tokenizers import load_tokenizer, train_tokenizer
 
     toml = read_toml(config_file) if config_file else {}
@@ -152,7 +151,7 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     dataset = objective.dataset(tokens)
     if len(dataset) == 0:
         raise PlmkitError(f"the corpus gives no training sequence of {data.seq_len} tokens", path=corpus[0])
-    sampler = StepSampler(len(dataset), train_cfg.batch_size, train_cfg.seed, rank=rank, world_size=world)
+    sampler = objective.sampler(len(dataset), train_cfg.batch_size, train_cfg.seed, rank=rank, world_size=world)
 
     import torch
 
@@ -176,7 +175,8 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
                  run["parameters"] / 1e6, len(dataset), data.seq_len)
 
     trainer = Trainer(net, dataset, sampler, objective.collate, objective.step, train_cfg, out,
-                      save_fn=lambda m, d: save_model(m, d, tokenizer, info), run_info=run)
+                      save_fn=lambda m, d: save_model(m, d, tokenizer, info), run_info=run,
+                      carry=objective)
     return trainer.train(resume=resume)
 
 
