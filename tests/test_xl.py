@@ -312,7 +312,8 @@ def test_evaluate_lm_with_memory_reads_segments_as_one_pass(unigram, tmp_path, c
     segments = evaluate_lm(model, unigram, text, window=5, mem_len=64, show_progress=False)
     none = evaluate_lm(model, unigram, text, window=5, mem_len=0, show_progress=False)
     assert whole["tokens"] == segments["tokens"] == none["tokens"]
-    assert abs(whole["nll"] - segments["nll"]) < 1e-3 and abs(whole["nll"] - none["nll"]) > 1e-2
+    same, without = abs(whole["nll"] - segments["nll"]), abs(whole["nll"] - none["nll"])
+    assert same < 1e-4 and without > 100 * same  # a random model leans little on context, but the memory counts
     assert main(["evaluate-lm", "--model", str(tmp_path / "txl"), "--data", str(text), "--window", "5",
                  "--mem-len", "10", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mem_len"] == 10

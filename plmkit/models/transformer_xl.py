@@ -152,7 +152,8 @@ class TransformerXL(Gpt):
             hidden.append(h)
             attentions.append(w)
         out = h if g is None else g
-        if rows is not None:  # every position is computed; the heads' one is picked after
+        if rows is not None and g is None:  # every position is computed; the heads' one is picked after
+            # (a query stream, XLNet's decoding step, already holds only the position it predicts)
             out = out[torch.arange(out.shape[0], device=out.device), rows].unsqueeze(1)  # (B, 1, H)
             hidden[-1] = out
         return ModelOutput(last_hidden_state=out, hidden_states=tuple(hidden) if output_hidden_states else None,
