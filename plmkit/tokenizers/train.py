@@ -11,7 +11,7 @@ from tokenizers import Tokenizer as Backend
 from ..errors import PlmkitError
 from .core import Tokenizer
 
-KINDS = ("wordpiece", "bpe", "bytebpe", "unigram", "char")
+KINDS = ("wordpiece", "bpe", "bytebpe", "unigram", "char", "word")
 
 # BERT-style specials (wordpiece, char) and RoBERTa-style ones (bpe, bytebpe, unigram), in id order.
 _BERT_ROLES = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
@@ -21,7 +21,7 @@ _ROBERTA_ROLES = {"pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "
 
 def _recipe(kind: str, vocab_size: int, lowercase: bool, min_frequency: int, show_progress: bool):
     """The untrained backend, its trainer and the special-token roles for `kind`."""
-    bert = kind in ("wordpiece", "char")
+    bert = kind in ("wordpiece", "char", "word")
     roles = _BERT_ROLES if bert else _ROBERTA_ROLES
     specials = list(dict.fromkeys(roles.values()))
     if kind == "bytebpe":  # RoBERTa's <mask> eats the space before it, so "a <mask>" masks the word
@@ -41,6 +41,11 @@ def _recipe(kind: str, vocab_size: int, lowercase: bool, min_frequency: int, sho
         backend.pre_tokenizer = pre_tokenizers.Sequence(
             [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("."), behavior="isolated")])
         backend.decoder = decoders.Fuse()  # Chinese needs no spaces between characters
+        trainer = trainers.WordLevelTrainer(min_frequency=min_frequency, **common)
+    elif kind == "word":  # whole words, the vocabulary of the pre-subword models (skip-thought: 20k words)
+        backend = Backend(models.WordLevel(unk_token="[UNK]"))
+        backend.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=False)
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         trainer = trainers.WordLevelTrainer(min_frequency=min_frequency, **common)
     elif kind == "bpe":  # GPT-1's recipe: BPE inside words, "</w>" marks a word's end
         backend = Backend(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
@@ -106,13 +111,13 @@ def train_tokenizer(kind: str, files: Iterable[str | os.PathLike], vocab_size: i
         files: UTF-8 text files, one paragraph per line.
         vocab_size: target vocabulary size, special tokens included.
         out_dir: when given, the tokenizer is saved there (`tokenizer.json` + `tokenizer_config.json`).
-        lowercase: lowercase the text; None means the kind's convention (True for wordpiece only).
+        lowercase: lowercase the text; None means the kind's convention (True for wordpiece and word).
         min_frequency: pairs/words seen fewer times are not merged into the vocabulary (not unigram).
         show_progress: show the trainer's progress bar.
     """
     files = [os.fspath(f) for f in files]
     if lowercase is None:
-        lowercase = kind == "wordpiece"
+        lowercase = kind in ("wordpiece", "word")
     backend, trainer, roles = _recipe(kind, vocab_size, lowercase, min_frequency, show_progress)
     if not files:
         raise PlmkitError("no corpus files given")
@@ -120,7 +125,7 @@ def train_tokenizer(kind: str, files: Iterable[str | os.PathLike], vocab_size: i
         if not os.path.isfile(path):
             raise PlmkitError("corpus file not found", path=path)
     backend.train_from_iterator(_batches(files), trainer=trainer)
-    _add_post_processor(backend, roles, bert=kind in ("wordpiece", "char"))
+    _add_post_processor(backend, roles, bert=kind in ("wordpiece", "char", "word"))
     tokenizer = Tokenizer(backend, roles, kind=kind)
     if out_dir is not None:
         tokenizer.save(out_dir)
