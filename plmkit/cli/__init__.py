@@ -10,12 +10,12 @@ import logging
 import sys
 
 from ..errors import PlmkitError
-from . import bench, family, finetune, generate, lineage, pretrain, xling
+from . import bench, embeddings, family, finetune, generate, lineage, pretrain, xling
 
 EXIT_USAGE = 2
 
 # The order of the groups is the order of `plmkit --help`.
-GROUPS = (pretrain, family, generate, bench, finetune, lineage, xling)
+GROUPS = (pretrain, family, generate, bench, finetune, embeddings, lineage, xling)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
-"""Commands for downstream use: `finetune`, `evaluate`, `predict`, `embed`, and `quickstart`, which shows
-what pre-training buys on a downstream task."""
+"""Commands for downstream use: `finetune`, `evaluate`, `predict`, and `quickstart`, which shows what
+pre-training buys on a downstream task."""
 
 from __future__ import annotations
 
@@ -94,15 +94,6 @@ def add_commands(sub) -> None:
     r.add_argument("--int8", action="store_true", help=_INT8_HELP)
     r.set_defaults(func=_cmd_predict)
 
-    m = sub.add_parser("embed", help="sentence vectors from a model's last layer",
-                       description="Encode each --text with a pre-trained or fine-tuned model directory; "
-                                   "cls = [CLS] for a bidirectional model, the last token for a causal one.")
-    m.add_argument("--model", required=True, metavar="DIR")
-    m.add_argument("--text", required=True, nargs="+")
-    m.add_argument("--pool", choices=("cls", "mean"), default="cls")
-    m.add_argument("--json", action="store_true", help="print [{text, vector}] as JSON (default: one line per text)")
-    m.set_defaults(func=_cmd_embed)
-
 
 def _cmd_quickstart(a) -> int:
     from ..workflows.quickstart import quickstart
@@ -192,15 +183,3 @@ def _load_for_inference(a):
         quantize_int8(model)
     return model
 
-
-def _cmd_embed(a) -> int:
-    from .. import load, load_tokenizer
-    from ..heads import embed
-
-    vectors = embed(load(a.model), load_tokenizer(a.model), a.text, a.pool)
-    if a.json:
-        print(json.dumps([{"text": t, "vector": v} for t, v in zip(a.text, vectors.tolist())]))
-    else:
-        for v in vectors.tolist():
-            print(" ".join(f"{x:.6f}" for x in v))
-    return 0

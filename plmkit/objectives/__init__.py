@@ -13,15 +13,16 @@ from .clm import CausalLM
 from .ernie import KnowledgeMaskedLM
 from .mlm import MaskedLM, MaskedLMWithNSP
 from .rtd import ReplacedTokenDetection
+from .simcse import SimCSE
 from .sop import MaskedLMWithSOP
 from .tlm import TranslationMaskedLM
 from .translation import Translation, TranslationAnyDirection
 from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
-                                                                MaskedLMWithSOP, ReplacedTokenDetection, Translation,
-                                                                TranslationAnyDirection, TranslationMaskedLM,
-                                                                WholeWordMaskedLM)}
+                                                                MaskedLMWithSOP, ReplacedTokenDetection, SimCSE,
+                                                                Translation, TranslationAnyDirection,
+                                                                TranslationMaskedLM, WholeWordMaskedLM)}
 
 
 def get_objective(name: str) -> type[Objective]:
@@ -31,5 +32,5 @@ def get_objective(name: str) -> type[Objective]:
 
 
 __all__ = ["OBJECTIVES", "CausalLM", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "Objective",
-           "ReplacedTokenDetection", "Translation", "TranslationAnyDirection", "TranslationMaskedLM",
+           "ReplacedTokenDetection", "SimCSE", "Translation", "TranslationAnyDirection", "TranslationMaskedLM",
            "WholeWordMaskedLM", "get_objective"]
