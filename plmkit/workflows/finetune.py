@@ -35,6 +35,7 @@ import torch
 from ..errors import PlmkitError
 from ..evaluation.metrics import MAIN
 from ..data.tasks import LabelSet, read_task
+from ..heads import HEAD_CONFIG
 
 log = logging.getLogger("plmkit")
 
@@ -47,8 +48,12 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
              crf: bool = False, patience: int = 2, eval_every: int | None = None, doc_stride: int = 64,
              weight_decay: float = 0.01, dropout: float = 0.1, scratch: bool = False, progress: bool = True,
              labels: list[str] | None = None, init_embeddings: str | os.PathLike | None = None,
-             freeze_embeddings: bool = False) -> dict:
+             freeze_embeddings: bool = False, steps: int | None = None) -> dict:
     """Fine-tune the model in directory `model` on `task`; returns eval.json's content plus "seconds".
+
+    `model` may itself be a fine-tuned directory for the same task (one written by `finetune` or by the
+    multi-task job): training then continues its body and head, with its labels and input settings.
+    `steps`, when given, is the exact number of optimizer steps (`epochs` is then not used).
 
     lr defaults to 5e-5 for full fine-tuning (BERT's range, §A.3) and 1e-3 when only a head is trained
     (scalar-mix). `eval_every` is in optimizer steps (default: once per epoch); training stops after
@@ -73,25 +78,32 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     out = Path(out)
     if (out / "train_log.jsonl").exists():
         raise PlmkitError("already holds a fine-tuning run; choose another --out", path=out)
+    if steps is not None and steps < 1:
+        raise PlmkitError(f"steps must be at least 1, got {steps}")
     train_ex = read_task(train, task)
     dev_ex = read_task(dev, task)
     test_ex = read_task(test, task) if test else None
-    labels = LabelSet.discover(train_ex, task, declared=labels, path=train).labels
-    body, tokenizer = load(model), load_tokenizer(model)
     torch.manual_seed(seed)  # the head's (and with `scratch` the body's) initial weights
-    if scratch:
-        if not hasattr(body, "init_weights"):
-            raise PlmkitError(f"{body.family_name} cannot re-initialise its weights (no init_weights)")
-        body.init_weights()
-    net = build(body, tokenizer, HeadConfig(task=task, labels=tuple(labels), features=features, crf=crf,
-                                            max_length=max_length, doc_stride=doc_stride, dropout=dropout))
+    if (Path(model) / HEAD_CONFIG).is_file():
+        net = _continue(model, task, scratch, init_embeddings, labels)
+        body, tokenizer, labels = net.body, net.tokenizer, list(net.config.labels)
+        features = net.config.features
+    else:
+        labels = LabelSet.discover(train_ex, task, declared=labels, path=train).labels
+        body, tokenizer = load(model), load_tokenizer(model)
+        if scratch:
+            if not hasattr(body, "init_weights"):
+                raise PlmkitError(f"{body.family_name} cannot re-initialise its weights (no init_weights)")
+            body.init_weights()
+        net = build(body, tokenizer, HeadConfig(task=task, labels=tuple(labels), features=features, crf=crf,
+                                                max_length=max_length, doc_stride=doc_stride, dropout=dropout))
     embeddings_info = _init_embeddings(body, tokenizer, init_embeddings, freeze_embeddings)
     train_f = encode(train_ex, net, tokenizer, path=train)
     dev_f = encode(dev_ex, net, tokenizer, path=dev)
     test_f = encode(test_ex, net, tokenizer, path=test) if test_ex else None
 
     per_epoch = math.ceil(len(train_f) / batch_size)
-    steps = epochs * per_epoch
+    steps = steps or epochs * per_epoch
     lr = lr if lr is not None else (1e-3 if features == "scalar-mix" else 5e-5)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                       warmup_ratio=0.1, schedule="slanted_triangular" if ulmfit else "linear",
@@ -125,7 +137,7 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     pad = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     run_info = {"task": task, "model": str(model), "train": str(train), "dev": str(dev), "test": test,
                 "labels": labels, "features": features, "ulmfit": ulmfit, "crf": crf, "epochs": epochs,
-                "from_scratch": scratch, "train_examples": len(train_ex), "train_features": len(train_f)}
+                "steps": steps, "from_scratch": scratch, "train_examples": len(train_ex), "train_features": len(train_f)}
     if embeddings_info:
         run_info["init_embeddings"] = embeddings_info
     trainer = Trainer(net, train_f, StepSampler(len(train_f), batch_size, seed),
@@ -152,6 +164,19 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot_curve(state["curve"], main_metric, out / "train_log.jsonl", out / "metrics.png")
     return result
+
+
+def _continue(model, task: str, scratch: bool, init_embeddings, labels):
+    """A fine-tuned directory to train further (e.g. per task after multi-task training), in train mode."""
+    from ..heads import load_finetuned
+
+    if scratch or init_embeddings or labels:
+        raise PlmkitError("a fine-tuned model continues with its own weights and labels: drop --from-scratch, "
+                          "--init-embeddings and --labels", path=model)
+    net = load_finetuned(model)
+    if net.config.task != task:
+        raise PlmkitError(f"this directory was fine-tuned for {net.config.task}, not {task}", path=model)
+    return net.train()
 
 
 def _init_embeddings(body, tokenizer, w2v_dir, freeze: bool) -> dict | None:
