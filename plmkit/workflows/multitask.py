@@ -44,13 +44,12 @@ import os
 import re
 import shutil
 import time
-import tomllib
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..config import Config
+from ..config import Config, beside, read_toml_file
 from ..errors import PlmkitError
 from ..evaluation.metrics import MAIN
 
@@ -111,17 +110,11 @@ class MultitaskSpec(Config):
 def read_spec(path: str | os.PathLike) -> tuple[MultitaskSpec, dict[str, TaskSpec]]:
     """The multi-task file, checked: known keys (the line of an unknown one named), paths from its directory."""
     p = Path(path)
-    if not p.is_file():
-        raise PlmkitError("multi-task file not found", path=p)
-    try:
-        d = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise PlmkitError(f"not a valid TOML file: {e}", path=p) from None
+    d = read_toml_file(p, "multi-task file")
     tables = d.pop("tasks", None)
     if not isinstance(tables, dict) or len(tables) < 2:
         raise PlmkitError("a multi-task file names at least two tasks, one [tasks.NAME] table each", path=p)
     spec = MultitaskSpec.from_dict(d, source=p)
-    resolve = lambda v: str((p.parent / v).resolve()) if v and not Path(v).is_absolute() else v  # noqa: E731
     tasks = {}
     for name, table in tables.items():
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
@@ -133,9 +126,9 @@ def read_spec(path: str | os.PathLike) -> tuple[MultitaskSpec, dict[str, TaskSpe
             t = TaskSpec.from_dict(table, source=p)
         except PlmkitError as e:
             raise PlmkitError(f"[tasks.{name}]: {e.message}", path=p, line=e.line) from None
-        tasks[name] = t.replace(**{k: resolve(getattr(t, k)) for k in ("train", "dev", "test")})
+        tasks[name] = t.replace(**{k: beside(p, getattr(t, k)) for k in ("train", "dev", "test")})
     if spec.model:
-        spec = spec.replace(model=resolve(spec.model))
+        spec = spec.replace(model=beside(p, spec.model))
     budget = spec.steps - len(tasks) * spec.finetune_steps
     if spec.compare and spec.finetune_steps and budget < 1:
         raise PlmkitError(f"compare keeps every row at {spec.steps} steps: {len(tasks)} tasks × finetune_steps "

@@ -16,11 +16,11 @@ import inspect
 import json
 import logging
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from .. import family
+from ..config import read_toml_file
 from ..errors import PlmkitError
 from ..interop.hf import save_model
 from ..objectives import get_objective
@@ -47,14 +47,7 @@ class DataOptions:
 
 def read_toml(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     p = Path(path)
-    if not p.is_file():
-        raise PlmkitError("config file not found", path=p)
-    try:
-        d = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise PlmkitError(f"not valid TOML: {e}", path=p) from None
-    except UnicodeDecodeError:
-        raise PlmkitError("not UTF-8 text", path=p) from None
+    d = read_toml_file(p)
     unknown = sorted(set(d) - {"model", "train", "data"})
     if unknown:
         raise PlmkitError(f"unknown table(s) {', '.join(unknown)}; use [model], [train], [data]", path=p)

@@ -41,9 +41,9 @@ import json
 import logging
 import os
 import shutil
-import tomllib
 from pathlib import Path
 
+from ..config import beside, read_toml_file
 from ..errors import PlmkitError
 
 log = logging.getLogger("plmkit")
@@ -59,12 +59,7 @@ def read_recipe(path: str | os.PathLike) -> dict:
     from ..train import TrainConfig
 
     p = Path(path)
-    if not p.is_file():
-        raise PlmkitError("recipe file not found", path=p)
-    try:
-        recipe = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise PlmkitError(f"not a valid TOML recipe: {e}", path=p) from None
+    recipe = read_toml_file(p, "recipe file")
     unknown = sorted(set(recipe) - {*STAGES, "finetune"})
     if unknown:
         raise PlmkitError(f"unknown table(s) {', '.join(unknown)}; use {', '.join(STAGES)}, finetune", path=p)
@@ -88,14 +83,13 @@ def read_recipe(path: str | os.PathLike) -> dict:
     for key in ("task", "train", "dev"):
         if key not in recipe["finetune"]:
             raise PlmkitError(f"[finetune] needs {key}", path=p)
-    resolve = lambda v: str((p.parent / v).resolve()) if v and not Path(v).is_absolute() else v  # noqa: E731
     for table in recipe.values():
         for key in ("init", "train", "dev", "test", "tokenizer", "lexicon"):
             if key in table:
-                table[key] = resolve(table[key])
+                table[key] = beside(p, table[key])
         if "corpus" in table:
-            table["corpus"] = [resolve(c) for c in ([table["corpus"]] if isinstance(table["corpus"], str)
-                                                     else table["corpus"])]
+            table["corpus"] = [beside(p, c) for c in ([table["corpus"]] if isinstance(table["corpus"], str)
+                                                      else table["corpus"])]
     return recipe
 
 
