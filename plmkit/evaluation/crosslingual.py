@@ -48,7 +48,7 @@ def bitext_retrieval(a: torch.Tensor, b: torch.Tensor, center: bool = False) -> 
 
 def zero_shot(train_x: torch.Tensor, train_y: list[str], test_x: torch.Tensor, test_y: list[str],
               l2: float = 1e-2) -> float:
-    """Train logistic regression (penalty l2 ‖W‖²) on (train_x, train_y), return its accuracy on (test_x, test_y)."""
+    """Train logistic regression (penalty l2 ‖W‖²) on (train_x, train_y); its accuracy on (test_x, test_y)."""
     labels = sorted(set(train_y))
     index = {lab: i for i, lab in enumerate(labels)}
     y = torch.tensor([index[v] for v in train_y])

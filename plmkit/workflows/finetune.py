@@ -137,7 +137,8 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     pad = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     run_info = {"task": task, "model": str(model), "train": str(train), "dev": str(dev), "test": test,
                 "labels": labels, "features": features, "ulmfit": ulmfit, "crf": crf, "epochs": epochs,
-                "steps": steps, "from_scratch": scratch, "train_examples": len(train_ex), "train_features": len(train_f)}
+                "steps": steps, "from_scratch": scratch, "train_examples": len(train_ex),
+                "train_features": len(train_f)}
     if embeddings_info:
         run_info["init_embeddings"] = embeddings_info
     trainer = Trainer(net, train_f, StepSampler(len(train_f), batch_size, seed),
