@@ -26,7 +26,8 @@ With `compare`, every row spends `steps` optimizer steps in all: single-task run
 (p_t its sampling probability, so each task gets the steps it gets in the multi-task run); multi-task
 runs `steps`; multi-task + per-task runs steps − (number of tasks) · finetune_steps multi-task steps, then
 finetune_steps per task. Every run keeps its best dev checkpoint; none stops early, so the budgets hold.
-Relative paths are read from the file's directory.
+Relative paths are read from the file's directory. One process only: under DDP the heads a step does not
+use would leave gradients the all-reduce waits for.
 
 Run directory: multitask.json (settings, sampling probabilities, each row's dev and test metrics),
 multi-task/ (the Trainer's log and loss.png, and a fine-tuned directory per task, `plmkit evaluate` and
@@ -226,7 +227,10 @@ def _train_multitask(model_dir, tasks: dict[str, TaskSpec], examples: dict, spec
     from ..data.tasks import LabelSet
     from ..heads import HeadConfig, build, collate, encode, evaluate, save_finetuned
     from ..train import TrainConfig, Trainer
+    from ..train.distributed import rank_and_world
 
+    if rank_and_world()[1] > 1:  # DDP all-reduces every parameter, but a step leaves all heads but one unused
+        raise PlmkitError("multi-task fine-tuning runs in one process, not under torchrun")
     body, tokenizer = load(model_dir), load_tokenizer(model_dir)
     torch.manual_seed(spec.seed)  # the heads' initial weights
     nets, features = {}, {}
