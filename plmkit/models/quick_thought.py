@@ -26,9 +26,9 @@ import torch
 from ..data.pretrain import SentenceRuns, pad_rows
 from ..family import register
 from ..layers.rnn import RecurrentStack
-from ..objectives import OBJECTIVES
+from ..objectives import OBJECTIVES, Objective
 from .rnn import Rnn
-from .skip_thought import NeighbourSentences, SkipThought, SkipThoughtConfig
+from .skip_thought import SkipThought, SkipThoughtConfig
 from .transformer import ModelOutput
 
 
@@ -38,7 +38,7 @@ class QuickThoughtConfig(SkipThoughtConfig):
     hidden_size: int = 1200  # §4.1: uni-QT, 1200-d GRUs (the vector [f; g] is 2400-d)
 
 
-class ContextClassification(NeighbourSentences):
+class ContextClassification(Objective):
     """Pick each sentence's neighbours among the batch's sentences: −mean over (sentence, neighbour) pairs of
     log softmax over the candidates (every other sentence of the batch)."""
 
