@@ -272,8 +272,8 @@ def test_quick_thought_objective_by_hand():
     batch = objective.collate(runs, None)
     out = objective.step(model, batch)
     with torch.no_grad():
-        f = torch.stack([model.sentence_vector(torch.tensor([s]))[0, :32] for r in runs for s in r])
-        g = torch.stack([model.sentence_vector(torch.tensor([s]))[0, 32:] for r in runs for s in r])
+        f = torch.stack([model.sentence_vector(torch.from_numpy(s)[None])[0, :32] for r in runs for s in r])
+        g = torch.stack([model.sentence_vector(torch.from_numpy(s)[None])[0, 32:] for r in runs for s in r])
     scores = (f @ g.T).fill_diagonal_(float("-inf"))
     logp = scores.log_softmax(-1)
     pairs = [(i, j) for i in range(6) for j in range(6) if i // 3 == j // 3 and abs(i - j) == 1]
