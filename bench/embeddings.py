@@ -103,12 +103,26 @@ def main() -> None:
                     + " | ".join(f"{t[n]['probe']['accuracy']:.3f}" for n in TASKS)
                     + f" | {r['mean_probe_accuracy']:.3f} | {knn:.3f} |")
         print(rows[-1], file=sys.stderr)
+    rows.append("| majority class | — | — | — | " + " | ".join(f"{_majority(d):.3f}" for d in tasks)
+                + f" | {sum(_majority(d) for d in tasks) / len(tasks):.3f} | |")
     readme = Path(__file__).resolve().parents[1] / "README.md"
     text = readme.read_text(encoding="utf-8")
     block = "<!-- results:embeddings -->\n" + "\n".join(rows) + "\n<!-- /results:embeddings -->"
     readme.write_text(re.sub(r"<!-- results:embeddings -->.*<!-- /results:embeddings -->", lambda _: block, text,
                              flags=re.S), encoding="utf-8")
     print("\n".join(rows))
+
+
+def _majority(task: Path) -> float:
+    """Test accuracy of always answering the training set's most frequent label."""
+    from collections import Counter
+
+    def labels(split):
+        return [json.loads(x)["label"] for x in (task / f"{split}.jsonl").read_text(encoding="utf-8").split("\n") if x]
+
+    top = Counter(labels("train")).most_common(1)[0][0]
+    test = labels("test")
+    return sum(y == top for y in test) / len(test)
 
 
 def _budget(member: str, model: dict, train: dict | None) -> str:
