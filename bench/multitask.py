@@ -5,8 +5,8 @@ spam (classify), brown-genre (classify, 15 genres) and brown-pos (tag) — singl
 and multi-task + per-task, every row at the same total number of optimizer steps (`compare = true` of
 `plmkit finetune --multitask`). The budget: the first TRAIN training examples of each task (the files are
 shuffled at build time), DEV dev and TEST test examples, SPEC's settings. Writes the subsets, the task
-file and the runs into --work (default bench/.multitask). The budget is sized for 2 CPU cores shared with
-other jobs (run with OMP_NUM_THREADS=1 there).
+file and the runs into --work (default bench/.multitask); a finished run there is reused for the table.
+The budget is sized for 2 CPU cores shared with other jobs (run with OMP_NUM_THREADS=1 there).
 """
 
 import argparse
@@ -65,8 +65,12 @@ def main() -> None:
             toml.append(f'{split} = "{dst}"')
     spec = a.work / "tasks.toml"
     spec.write_text("\n".join(toml) + "\n", encoding="utf-8")
-    shutil.rmtree(a.work / "run", ignore_errors=True)
-    r = run_multitask(spec, a.work / "run")
+    done = a.work / "run" / "multitask.json"
+    if done.exists():  # a finished run is reused: delete --work/run to run again
+        r = json.loads(done.read_text())
+    else:
+        shutil.rmtree(a.work / "run", ignore_errors=True)
+        r = run_multitask(spec, a.work / "run")
     names = list(TASKS)
     from plmkit.evaluation.metrics import MAIN
 
@@ -74,10 +78,13 @@ def main() -> None:
             "|---|---|" + "---:|" * (len(names) + 1)]
     for row, results in r["rows"].items():
         scores = [results[n]["test"][MAIN[TASKS[n][0]]] for n in names]
-        steps = {"single-task": " + ".join(str(results[n]["steps"]) for n in names),
-                 "multi-task": str(SPEC["steps"]),
-                 "multi-task+per-task": f"{SPEC['steps'] - len(names) * SPEC['finetune_steps']} + "
-                                        + " + ".join(str(SPEC["finetune_steps"]) for _ in names)}[row]
+        if row == "single-task":
+            steps = " + ".join(str(results[n]["steps"]) for n in names)
+        elif row == "multi-task":
+            steps = str(SPEC["steps"])
+        else:
+            steps = f"{SPEC['steps'] - len(names) * SPEC['finetune_steps']} + " + " + ".join(
+                str(SPEC["finetune_steps"]) for _ in names)
         rows.append(f"| {row} | {steps} | " + " | ".join(f"{s:.3f}" for s in scores)
                     + f" | {sum(scores) / len(scores):.3f} |")
     rows.append(f"\nall-MiniLM-L6-v2; {TRAIN} training, {DEV} dev, {TEST} test examples per task; batch "
