@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,3 +64,24 @@ def _line_of_key(source: str | Path | None, key: str) -> int | None:
         if pattern.match(line):
             return n
     return None
+
+
+def read_toml_file(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
+    """A TOML settings file as a dict; a missing, non-UTF-8 or malformed file is a PlmkitError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise PlmkitError(f"{what} not found", path=p)
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8-sig"))  # a byte-order mark is not an error
+    except tomllib.TOMLDecodeError as e:
+        # tomllib's "(at line N, column M)" becomes path:N, as every bad-input error names its place
+        m = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        raise PlmkitError(f"not valid TOML: {str(e)[:m.start()].strip() if m else e}", path=p,
+                          line=int(m.group(1)) if m else None) from None
+    except UnicodeDecodeError:
+        raise PlmkitError("not UTF-8 text", path=p) from None
+
+
+def beside(path: str | os.PathLike, value: str | None) -> str | None:
+    """A path written in the settings file at `path`, read from that file's directory unless absolute."""
+    return str((Path(path).parent / value).resolve()) if value and not Path(value).is_absolute() else value

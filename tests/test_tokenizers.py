@@ -53,6 +53,11 @@ def test_train_save_load_matches_hf(kind, corpora, tmp_path):
         assert decoded == text
     elif kind == "char":
         assert all(len(tok.id_to_token(i)) == 1 for i in ids if i != tok.unk_id)
+    elif kind == "word":  # lower-cased whole words, punctuation apart; a word outside the 500 is [UNK]
+        words = [w for w, _ in tok.backend.pre_tokenizer.pre_tokenize_str(tok.backend.normalizer.normalize_str(EN))]
+        assert words[:3] == ["anarchism", "is", "a"]
+        assert [tok.id_to_token(i) for i in ids] == [w if tok.token_to_id(w) is not None else "[UNK]" for w in words]
+        assert tok.unk_id in ids and "anarchism" in [tok.id_to_token(i) for i in ids]
     else:  # wordpiece and GPT-1 BPE do not keep the spacing around punctuation; wordpiece lowercases
         expected = text.lower() if kind == "wordpiece" else text
         assert decoded.replace(" ", "") == expected.replace(" ", "")

@@ -1,5 +1,5 @@
-"""Commands for downstream use: `finetune`, `evaluate`, `predict`, `embed`, and `quickstart`, which shows
-what pre-training buys on a downstream task."""
+"""Commands for downstream use: `finetune`, `evaluate`, `predict`, and `quickstart`, which shows what
+pre-training buys on a downstream task."""
 
 from __future__ import annotations
 
@@ -32,12 +32,17 @@ def add_commands(sub) -> None:
                                    "--patience evaluations without improvement. Writes the model (loadable by "
                                    "`plmkit evaluate/predict` and plmkit.heads.load_finetuned), eval.json with "
                                    "metrics per split, metrics.png and the training log to --out. " + _FORMATS)
-    p.add_argument("--model", required=True, metavar="DIR", help="pre-trained model directory (plmkit or Hugging Face)")
-    p.add_argument("--task", required=True, choices=TASKS,
+    p.add_argument("--model", metavar="DIR", help="pre-trained model directory (plmkit or Hugging Face), or a "
+                   "fine-tuned one for the same task to train further")
+    p.add_argument("--multitask", metavar="F.toml", help="MT-DNN: fine-tune one body on several tasks at once, a head "
+                   "per task, batches drawn across tasks in proportion to their size (or by temperature), then "
+                   "optionally per task; the file names the tasks and settings (README, plmkit/workflows/"
+                   "multitask.py); with compare = true also single-task runs at the same total steps, and the table")
+    p.add_argument("--task", choices=TASKS,
                    help="classify: one text → label; pair: text_a + text_b → label; regress: text(s) → number; "
                         "tag: a label per token; qa: answer span in a context; choice: pick one of the choices")
-    p.add_argument("--train", required=True, metavar="F")
-    p.add_argument("--dev", required=True, metavar="F", help="for early stopping and model selection")
+    p.add_argument("--train", metavar="F")
+    p.add_argument("--dev", metavar="F", help="for early stopping and model selection")
     p.add_argument("--test", metavar="F", help="evaluated once, with the selected model")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its newest "
@@ -96,15 +101,6 @@ def add_commands(sub) -> None:
     r.add_argument("--int8", action="store_true", help=_INT8_HELP)
     r.set_defaults(func=_cmd_predict)
 
-    m = sub.add_parser("embed", help="sentence vectors from a model's last layer",
-                       description="Encode each --text with a pre-trained or fine-tuned model directory; "
-                                   "cls = [CLS] for a bidirectional model, the last token for a causal one.")
-    m.add_argument("--model", required=True, metavar="DIR")
-    m.add_argument("--text", required=True, nargs="+")
-    m.add_argument("--pool", choices=("cls", "mean"), default="cls")
-    m.add_argument("--json", action="store_true", help="print [{text, vector}] as JSON (default: one line per text)")
-    m.set_defaults(func=_cmd_embed)
-
 
 def _cmd_quickstart(a) -> int:
     from ..workflows.quickstart import quickstart
@@ -114,7 +110,17 @@ def _cmd_quickstart(a) -> int:
 
 
 def _cmd_finetune(a) -> int:
+    from ..errors import PlmkitError
     from ..workflows.finetune import finetune
+
+    if a.multitask:
+        given = [f"--{k}" for k in ("task", "train", "dev", "test") if getattr(a, k)]
+        if given:
+            raise PlmkitError(f"--multitask takes the tasks from its file; drop {', '.join(given)}", path=a.multitask)
+        return _multitask(a)
+    missing = [f"--{k}" for k in ("model", "task", "train", "dev") if not getattr(a, k)]
+    if missing:
+        raise PlmkitError(f"finetune needs {', '.join(missing)} (or --multitask F.toml)")
 
     result = finetune(a.model, a.task, a.train, a.dev, a.out, test=a.test, epochs=a.epochs, lr=a.lr,
                       batch_size=a.batch_size, max_length=a.max_length, seed=a.seed, features=a.features,
@@ -124,6 +130,24 @@ def _cmd_finetune(a) -> int:
                       labels=_labels(a.labels), resume=a.resume)
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2))
     return 0
+
+
+def _multitask(a) -> int:
+    from ..workflows.multitask import run_multitask
+
+    r = run_multitask(a.multitask, a.out, model=a.model)
+    names = list(r["tasks"])
+    print(f"{'':<22}" + "".join(f"{n:>14}" for n in names) + f"{'mean':>10}  (test; dev where there is no test)")
+    for row, results in r["rows"].items():
+        scores = [_main_score(results[n], r["tasks"][n]["task"]) for n in names]
+        print(f"{row:<22}" + "".join(f"{s:>14.4f}" for s in scores) + f"{sum(scores) / len(scores):>10.4f}")
+    return 0
+
+
+def _main_score(result: dict, task: str) -> float:
+    from ..evaluation.metrics import MAIN
+
+    return result.get("test", result["dev"])[MAIN[task]]
 
 
 def _labels(spec: str | None) -> list[str] | None:
@@ -194,15 +218,3 @@ def _load_for_inference(a):
         quantize_int8(model)
     return model
 
-
-def _cmd_embed(a) -> int:
-    from .. import load, load_tokenizer
-    from ..heads import embed
-
-    vectors = embed(load(a.model), load_tokenizer(a.model), a.text, a.pool)
-    if a.json:
-        print(json.dumps([{"text": t, "vector": v} for t, v in zip(a.text, vectors.tolist())]))
-    else:
-        for v in vectors.tolist():
-            print(" ".join(f"{x:.6f}" for x in v))
-    return 0

@@ -6,6 +6,7 @@ import json
 import os
 
 from ..errors import PlmkitError
+from ..tokenizers.train import KINDS
 
 
 def _add_pretrain(sub) -> None:
@@ -17,6 +18,8 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--init", metavar="DIR", help="continue pre-training this saved model (plmkit or Hugging Face "
                    "directory) on --corpus: domain- or task-adaptive pre-training; its member, config and "
                    "tokenizer are kept")
+    p.add_argument("--objective", help="train with this objective instead of the member's own, e.g. simcse "
+                   "(unsupervised SimCSE: a saved encoder learns sentence vectors from one sentence per line)")
     p.add_argument("--size", default="tiny", help="size preset: tiny, mini, small, medium, base (default tiny)")
     p.add_argument("--corpus", nargs="+", required=True, metavar="F",
                    help="plain-text files: one paragraph per line, a blank line between documents")
@@ -84,7 +87,7 @@ def _cmd_pretrain(a) -> int:
         raise PlmkitError("pretrain needs --model NAME, or --init DIR to continue a saved model")
     summary = pretrain(a.model, a.corpus, a.out, size=a.size, model_overrides=_key_values(a.model_set),
                        train_overrides=train, data_overrides=data, config_file=a.config, resume=a.resume,
-                       init=a.init)
+                       init=a.init, objective=a.objective)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary rather than one per process
         print(json.dumps(summary, indent=2))
     return 0
@@ -109,7 +112,7 @@ def _add_tokenizer(sub) -> None:
     tsub = p.add_subparsers(dest="action", required=True)
     t = tsub.add_parser("train", help="train a tokenizer on text files and save tokenizer.json",
                         description="Train with the Hugging Face `tokenizers` library, streaming the corpus.")
-    t.add_argument("--kind", required=True, choices=["wordpiece", "bpe", "bytebpe", "unigram", "char"])
+    t.add_argument("--kind", required=True, choices=KINDS)
     t.add_argument("--corpus", nargs="+", required=True, metavar="F")
     t.add_argument("--vocab-size", type=int, default=8000)
     t.add_argument("--out", required=True, metavar="DIR")

@@ -77,7 +77,7 @@ def tinybert_general(job: Job) -> Result:
     """TinyBERT's general distillation: embedding, attention and hidden-state losses on plain text."""
     from .tinybert import intermediate_loss, projections
 
-    teacher, o = job.teacher, job.options
+    teacher = job.teacher
     student, tokenizer, info = student_body(teacher, job.tokenizer, job.options, default_init="random")
     if student.config.num_heads != teacher.config.num_heads:
         raise PlmkitError(f"the attention loss needs the teacher's {teacher.config.num_heads} heads")

@@ -34,7 +34,6 @@ import math
 import random
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import PlmkitError

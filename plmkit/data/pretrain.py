@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import torch
 
 from ..errors import PlmkitError
 from .shards import TokenCorpus
@@ -186,6 +187,68 @@ class SegmentPairs:
         return a, b, is_next
 
 
+def pad_rows(rows, value: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id sequences → (B, T) long tensor right-padded with `value`, and the (B, T) mask of real tokens."""
+    T = max(len(r) for r in rows)
+    ids = torch.full((len(rows), T), value, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.as_tensor(np.asarray(r, dtype=np.int64))
+        mask[i, :len(r)] = 1
+    return ids, mask
+
+
+class SentenceRuns:
+    """Runs of `n` consecutive lines of one document, each line a sentence: the (previous, sentence, next)
+    triples of skip-thought with n = 3, blocks of neighbouring sentences for quick-thought, single
+    sentences for SimCSE with n = 1.
+
+    Example i is the run starting at line i·n, moved back so that it ends inside its document; when that
+    document has fewer than n lines, the next one that has n is used. Every example is a pure function
+    of i and the corpus is never scanned, so memory is O(1) in its size (as for SegmentPairs).
+
+    Args:
+        corpus: the token stream; a corpus without blank lines is one document.
+        n: lines per run.
+        max_tokens: each line is cut to this many tokens; the doc-sep token that ends a document's last
+            line is dropped, and a line with no tokens becomes the doc-sep token alone.
+    """
+
+    def __init__(self, corpus: TokenCorpus, n: int, max_tokens: int):
+        if n < 1 or max_tokens < 1:
+            raise ValueError(f"need n >= 1 and max_tokens >= 1, got {n}, {max_tokens}")
+        if corpus.n_lines < n:
+            raise PlmkitError(f"the corpus has {corpus.n_lines} lines; runs of {n} consecutive lines need more",
+                              path=corpus.directory)
+        self.corpus, self.n, self.max_tokens = corpus, n, max_tokens
+        self.doc_sep = int(corpus.meta["doc_sep_id"])
+
+    def __len__(self) -> int:
+        return self.corpus.n_lines // self.n
+
+    def _line(self, i: int) -> np.ndarray:
+        tokens = self.corpus.line(i)
+        if len(tokens) and tokens[-1] == self.doc_sep:
+            tokens = tokens[:-1]
+        return tokens[: self.max_tokens] if len(tokens) else np.array([self.doc_sep], dtype=np.int64)
+
+    def __getitem__(self, i: int) -> list[np.ndarray]:
+        """Run i: n token arrays (int64), consecutive lines of one document."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"run {i} outside [0, {len(self)})")
+        line = i * self.n
+        doc = max(0, self.corpus.doc_of_line(line))
+        for _ in range(self.corpus.n_docs):
+            first, end = self.corpus.doc_line_range(doc)
+            if end - first >= self.n:
+                start = max(first, min(line, end - self.n))
+                return [self._line(j) for j in range(start, start + self.n)]
+            doc = (doc + 1) % self.corpus.n_docs
+            line = self.corpus.doc_line_range(doc)[0]
+        raise PlmkitError(f"no document has {self.n} lines; put more lines in a document (no blank lines between "
+                          "sentences of one text)", path=self.corpus.directory)
+
+
 class StepSampler:
     """This rank's example indices for any global step, without walking the steps before it.
 
@@ -264,3 +327,39 @@ class StreamSampler:
     def epoch(self, step: int) -> float:
         """Passes over the streams completed before global step `step`, fractional."""
         return step / self.per_stream
+
+
+class TaskMixSampler:
+    """Batches drawn from several datasets laid end to end, each step's batch from one of them (multi-task
+    training): the dataset of step s is drawn with `probabilities`, and within it the batches follow that
+    dataset's own shuffled epochs (a StepSampler each). The draws for all `steps` are made up front from
+    the seed, so the batch of any step is known without replaying the ones before it (exact resume).
+
+    Args:
+        sizes: examples in each dataset; dataset k's example j is index sum(sizes[:k]) + j.
+        batch_size: examples per step.
+        steps: how many steps to draw for.
+        probabilities: of each dataset per step (summing to 1).
+        seed: the draws' and the shuffles' seed.
+    """
+
+    def __init__(self, sizes: list[int], batch_size: int, steps: int, probabilities: list[float], seed: int = 0):
+        if len(sizes) != len(probabilities) or min(sizes) < 1:
+            raise ValueError("need one probability per dataset and no empty dataset")
+        self.batch_size, self.sizes = batch_size, list(sizes)
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        self.task = np.random.default_rng([seed, len(sizes)]).choice(len(sizes), size=steps, p=probabilities)
+        # how many earlier steps drew the same dataset: the step's batch number within that dataset
+        self.nth = np.zeros(steps, dtype=np.int64)
+        for k in range(len(sizes)):
+            at = np.flatnonzero(self.task == k)
+            self.nth[at] = np.arange(len(at))
+        self.samplers = [StepSampler(n, batch_size, seed + k) for k, n in enumerate(sizes)]
+
+    def indices(self, step: int) -> list[int]:
+        k = int(self.task[step])
+        return [int(self.offsets[k]) + i for i in self.samplers[k].indices(int(self.nth[step]))]
+
+    def epoch(self, step: int) -> float:
+        """Passes over all the datasets together, fractional."""
+        return step * self.batch_size / sum(self.sizes)

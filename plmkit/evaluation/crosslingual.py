@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..heads.pooling import embed
+from .sentence_probes import logistic_regression
 
 
 @torch.no_grad()
@@ -30,13 +30,10 @@ def sentence_vectors(model, tokenizer, texts: list[str], language: int | None = 
     """(N, H) vectors: a body's own pooling where it has one (LASER's max-pool), else the mean of the last
     layer over the real tokens (the mBERT-style baseline, and XLM). `language` reaches a body with language
     embeddings only (XLM); the others read every language the same way."""
-    pool = pool or ("cls" if hasattr(model, "pool_features") else "mean")
+    pool = pool or ("auto" if hasattr(model, "pool_features") else "mean")
     if getattr(model, "segment_embeddings", True):
         language = None
-    chunks = range(0, len(texts), batch_size)
-    out = [embed(model, tokenizer, texts[i:i + batch_size], pool, max_length, language)
-           for i in tqdm(chunks, desc="embedding", unit="batch", disable=not progress)]
-    return torch.cat(out)
+    return embed(model, tokenizer, texts, pool, max_length, batch_size, progress, language=language)
 
 
 def bitext_retrieval(a: torch.Tensor, b: torch.Tensor, center: bool = False) -> dict[str, float]:
@@ -50,25 +47,13 @@ def bitext_retrieval(a: torch.Tensor, b: torch.Tensor, center: bool = False) -> 
 
 
 def zero_shot(train_x: torch.Tensor, train_y: list[str], test_x: torch.Tensor, test_y: list[str],
-              l2: float = 1e-2, seed: int = 0) -> float:
-    """Train logistic regression on (train_x, train_y), return its accuracy on (test_x, test_y)."""
+              l2: float = 1e-2) -> float:
+    """Train logistic regression (penalty l2 ‖W‖²) on (train_x, train_y); its accuracy on (test_x, test_y)."""
     labels = sorted(set(train_y))
     index = {lab: i for i, lab in enumerate(labels)}
     y = torch.tensor([index[v] for v in train_y])
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     x, xt = (train_x - mean) / std, (test_x - mean) / std
-    torch.manual_seed(seed)
-    w = torch.zeros(x.shape[1], len(labels), requires_grad=True)  # (H, C)
-    b = torch.zeros(len(labels), requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(x @ w + b, y) + l2 * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        pred = (xt @ w + b).argmax(1).tolist()
+    w, b = logistic_regression(x, y, len(labels), 2 * l2)  # its penalty is l2/2 ‖W‖²
+    pred = (xt @ w + b).argmax(1).tolist()
     return sum(labels[p] == t for p, t in zip(pred, test_y)) / len(test_y)

@@ -1,5 +1,5 @@
-"""The recurrent stack shared by the RNN, LSTM and ELMo members: layers of Elman (tanh) or LSTM cells,
-dropout between layers, every layer's output kept (ELMo mixes them).
+"""The recurrent stack shared by the RNN, LSTM, ELMo and skip-thought members: layers of Elman (tanh), LSTM
+or GRU cells, dropout between layers, every layer's output kept (ELMo mixes them).
 
 AWD-LSTM's regularisers are options of the same stack (Merity, Keskar & Socher 2018, ICLR, §2–4):
 `weight_drop` (DropConnect on each LSTM layer's hidden-to-hidden weights, `WeightDropLSTM`), `locked`
@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 CELLS = {"tanh": lambda i, h: nn.RNN(i, h, nonlinearity="tanh", batch_first=True),  # Elman 1990
-         "lstm": lambda i, h: nn.LSTM(i, h, batch_first=True)}  # Hochreiter & Schmidhuber 1997
+         "lstm": lambda i, h: nn.LSTM(i, h, batch_first=True),  # Hochreiter & Schmidhuber 1997
+         "gru": lambda i, h: nn.GRU(i, h, batch_first=True)}  # Cho et al. 2014
 
 
 class LockedDropout(nn.Module):
@@ -73,7 +74,7 @@ class RecurrentStack(nn.Module):
     """L single-layer recurrent layers (one module each, so each layer's states are returned).
 
     Args:
-        cell: "tanh" or "lstm".
+        cell: "tanh", "lstm" or "gru".
         input_size, hidden_size, num_layers: E, H, L.
         dropout: on the input of every layer but the first.
         locked: make that dropout variational (one mask per sequence) instead of per time step.

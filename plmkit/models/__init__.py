@@ -14,3 +14,6 @@ from . import awd_lstm  # noqa: F401
 from . import context2vec  # noqa: F401
 from . import cove  # noqa: F401  (translation encoders)
 from . import laser  # noqa: F401
+from . import doc2vec  # noqa: F401  (sentence vectors)
+from . import skip_thought  # noqa: F401
+from . import quick_thought  # noqa: F401

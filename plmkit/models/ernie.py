@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 
 from ..family import register
-from ..interop.layout import HFLayout
 from .bert import Bert, BertConfig
 from .bert import _from_hf_config as _bert_from_hf
 from .bert import _to_hf_config as _bert_to_hf

@@ -47,12 +47,13 @@ class Word2vecConfig(FfnnConfig):
     seed: int = 1
 
     SIZES: ClassVar[dict[str, dict]] = {"tiny": dict(embedding_size=100), "small": dict(embedding_size=300)}
+    ARCHITECTURES: ClassVar[tuple[str, ...]] = ("skipgram", "cbow")
     causal = property(lambda self: False)  # keeps only word vectors: it cannot score or generate text
 
     def validate(self) -> None:
         NgramConfig.validate(self)  # the FFNN's hidden-layer checks do not apply
-        if self.architecture not in ("skipgram", "cbow"):
-            raise PlmkitError(f"architecture must be skipgram or cbow, got {self.architecture!r}")
+        if self.architecture not in self.ARCHITECTURES:
+            raise PlmkitError(f"architecture must be {' or '.join(self.ARCHITECTURES)}, got {self.architecture!r}")
         if self.hidden_size or self.direct:
             raise PlmkitError("word2vec has no hidden layer and no direct connection")
         if self.hierarchical_softmax == (self.negative > 0):

@@ -15,6 +15,7 @@ from .mlm import MaskedLM, MaskedLMWithNSP
 from .plm import PermutationLM
 from .recurrent import RecurrentCausalLM
 from .rtd import ReplacedTokenDetection
+from .simcse import SimCSE
 from .sop import MaskedLMWithSOP
 from .tlm import TranslationMaskedLM
 from .translation import Translation, TranslationAnyDirection
@@ -23,7 +24,7 @@ from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
                                                                 MaskedLMWithSOP, PermutationLM, RecurrentCausalLM,
-                                                                ReplacedTokenDetection, Translation,
+                                                                ReplacedTokenDetection, SimCSE, Translation,
                                                                 TranslationAnyDirection, TranslationMaskedLM, UnifiedLM,
                                                                 WholeWordMaskedLM)}
 
@@ -35,5 +36,5 @@ def get_objective(name: str) -> type[Objective]:
 
 
 __all__ = ["OBJECTIVES", "CausalLM", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "Objective",
-           "PermutationLM", "RecurrentCausalLM", "ReplacedTokenDetection", "Translation", "TranslationAnyDirection",
-           "TranslationMaskedLM", "UnifiedLM", "WholeWordMaskedLM", "get_objective"]
+           "PermutationLM", "RecurrentCausalLM", "ReplacedTokenDetection", "SimCSE", "Translation",
+           "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM", "WholeWordMaskedLM", "get_objective"]

@@ -28,6 +28,7 @@ _MARKS = {
     "bytebpe": lambda t: (t.startswith("Ġ"), False),
     "unigram": lambda t: (t.startswith("▁"), False),
     "char": lambda t: (True, False),
+    "word": lambda t: (True, False),
 }
 
 

@@ -42,7 +42,7 @@ from ..durable import check_out_dir
 from ..errors import PlmkitError
 from .core import Tokenizer
 
-KINDS = ("wordpiece", "bpe", "bytebpe", "unigram", "char")
+KINDS = ("wordpiece", "bpe", "bytebpe", "unigram", "char", "word")
 
 # BERT-style specials (wordpiece, char) and RoBERTa-style ones (bpe, bytebpe, unigram), in id order.
 _BERT_ROLES = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
@@ -57,7 +57,7 @@ UNIGRAM_THREADS = 4
 
 def _recipe(kind: str, lowercase: bool) -> tuple[Backend, dict[str, str]]:
     """The untrained backend and the special-token roles for `kind`."""
-    roles = _BERT_ROLES if kind in ("wordpiece", "char") else _ROBERTA_ROLES
+    roles = _BERT_ROLES if kind in ("wordpiece", "char", "word") else _ROBERTA_ROLES
     lower = [normalizers.Lowercase()] if lowercase else []
     if kind == "wordpiece":
         backend = Backend(models.WordPiece(unk_token="[UNK]"))
@@ -71,6 +71,10 @@ def _recipe(kind: str, lowercase: bool) -> tuple[Backend, dict[str, str]]:
         backend.pre_tokenizer = pre_tokenizers.Sequence(
             [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("."), behavior="isolated")])
         backend.decoder = decoders.Fuse()  # Chinese needs no spaces between characters
+    elif kind == "word":  # whole words, the vocabulary of the pre-subword models (skip-thought: 20k words)
+        backend = Backend(models.WordLevel(unk_token="[UNK]"))
+        backend.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=False)
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     elif kind == "bpe":  # GPT-1's recipe: BPE inside words, "</w>" marks a word's end
         backend = Backend(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
         backend.normalizer = normalizers.Sequence([normalizers.NFKC(), *lower])
@@ -96,7 +100,7 @@ def _trainer(kind: str, specials: list, vocab_size: int, min_frequency: int, sho
     common = dict(vocab_size=vocab_size, special_tokens=specials, show_progress=show_progress)
     if kind == "wordpiece":
         return trainers.WordPieceTrainer(min_frequency=min_frequency, continuing_subword_prefix="##", **common)
-    if kind == "char":
+    if kind in ("char", "word"):  # the trainer orders equal counts by the word: deterministic
         return trainers.WordLevelTrainer(min_frequency=min_frequency, **common)
     if kind == "bpe":
         return trainers.BpeTrainer(min_frequency=min_frequency, end_of_word_suffix="</w>", **common)
@@ -221,7 +225,7 @@ def train_tokenizer(kind: str, files: Iterable[str | os.PathLike], vocab_size: i
     """
     files = [os.fspath(f) for f in files]
     if lowercase is None:
-        lowercase = kind == "wordpiece"
+        lowercase = kind in ("wordpiece", "word")
     backend, roles = _recipe(kind, lowercase)
     if not files:
         raise PlmkitError("no corpus files given")
@@ -244,7 +248,7 @@ def train_tokenizer(kind: str, files: Iterable[str | os.PathLike], vocab_size: i
                                                                       show_progress))
         if kind in _MARKS:
             backend = _without_added(backend, names)
-    _add_post_processor(backend, roles, bert=kind in ("wordpiece", "char"))
+    _add_post_processor(backend, roles, bert=kind in ("wordpiece", "char", "word"))
     tokenizer = Tokenizer(backend, roles, kind=kind)
     if out_dir is not None:
         tokenizer.save(out_dir)

@@ -39,6 +39,7 @@ from ..durable import atomic_file, atomic_write, check_out_dir, fault
 from ..errors import PlmkitError
 from ..evaluation.metrics import MAIN
 from ..data.tasks import LabelSet, read_task
+from ..heads import HEAD_CONFIG
 
 log = logging.getLogger("plmkit")
 
@@ -51,10 +52,14 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
              crf: bool = False, patience: int = 2, eval_every: int | None = None, doc_stride: int = 64,
              weight_decay: float = 0.01, dropout: float = 0.1, scratch: bool = False, progress: bool = True,
              labels: list[str] | None = None, init_embeddings: str | os.PathLike | None = None,
-             freeze_embeddings: bool = False, resume: bool = False) -> dict:
+             freeze_embeddings: bool = False, resume: bool = False, steps: int | None = None) -> dict:
     """Fine-tune the model in directory `model` on `task`; returns eval.json's content plus "seconds".
     `resume` continues the interrupted run in `out` from its newest checkpoint (bit-identical on CPU), or
     returns the result of a finished one.
+
+    `model` may itself be a fine-tuned directory for the same task (one written by `finetune` or by the
+    multi-task job): training then continues its body and head, with its labels and input settings.
+    `steps`, when given, is the exact number of optimizer steps (`epochs` is then not used).
 
     lr defaults to 5e-5 for full fine-tuning (BERT's range, §A.3) and 1e-3 when only a head is trained
     (scalar-mix). `eval_every` is in optimizer steps (default: once per epoch); training stops after
@@ -86,25 +91,32 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     if not resume and (out / "train_log.jsonl").exists():
         raise PlmkitError("holds an unfinished fine-tuning run; pass --resume to continue it or choose another --out",
                           path=out)
+    if steps is not None and steps < 1:
+        raise PlmkitError(f"steps must be at least 1, got {steps}")
     train_ex = read_task(train, task)
     dev_ex = read_task(dev, task)
     test_ex = read_task(test, task) if test else None
-    labels = LabelSet.discover(train_ex, task, declared=labels, path=train).labels
-    body, tokenizer = load(model), load_tokenizer(model)
     torch.manual_seed(seed)  # the head's (and with `scratch` the body's) initial weights
-    if scratch:
-        if not hasattr(body, "init_weights"):
-            raise PlmkitError(f"{body.family_name} cannot re-initialise its weights (no init_weights)")
-        body.init_weights()
-    net = build(body, tokenizer, HeadConfig(task=task, labels=tuple(labels), features=features, crf=crf,
-                                            max_length=max_length, doc_stride=doc_stride, dropout=dropout))
+    if (Path(model) / HEAD_CONFIG).is_file():
+        net = _continue(model, task, scratch, init_embeddings, labels)
+        body, tokenizer, labels = net.body, net.tokenizer, list(net.config.labels)
+        features = net.config.features
+    else:
+        labels = LabelSet.discover(train_ex, task, declared=labels, path=train).labels
+        body, tokenizer = load(model), load_tokenizer(model)
+        if scratch:
+            if not hasattr(body, "init_weights"):
+                raise PlmkitError(f"{body.family_name} cannot re-initialise its weights (no init_weights)")
+            body.init_weights()
+        net = build(body, tokenizer, HeadConfig(task=task, labels=tuple(labels), features=features, crf=crf,
+                                                max_length=max_length, doc_stride=doc_stride, dropout=dropout))
     embeddings_info = _init_embeddings(body, tokenizer, init_embeddings, freeze_embeddings)
     train_f = encode(train_ex, net, tokenizer, path=train)
     dev_f = encode(dev_ex, net, tokenizer, path=dev)
     test_f = encode(test_ex, net, tokenizer, path=test) if test_ex else None
 
     per_epoch = math.ceil(len(train_f) / batch_size)
-    steps = epochs * per_epoch
+    steps = steps or epochs * per_epoch
     lr = lr if lr is not None else (1e-3 if features == "scalar-mix" else 5e-5)
     eval_every = eval_every or per_epoch
     # A checkpoint after each evaluation: what a resumed run continues from.
@@ -128,7 +140,8 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     pad = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     run_info = {"task": task, "model": str(model), "train": str(train), "dev": str(dev), "test": test,
                 "labels": labels, "features": features, "ulmfit": ulmfit, "crf": crf, "epochs": epochs,
-                "from_scratch": scratch, "train_examples": len(train_ex), "train_features": len(train_f)}
+                "steps": steps, "from_scratch": scratch, "train_examples": len(train_ex),
+                "train_features": len(train_f)}
     if embeddings_info:
         run_info["init_embeddings"] = embeddings_info
     trainer = Trainer(net, train_f, StepSampler(len(train_f), batch_size, seed),
@@ -156,6 +169,19 @@ def finetune(model: str | os.PathLike, task: str, train: str, dev: str, out: str
     # Finished: the checkpoints (each a copy of the model, its optimizer state and the best weights) go.
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return result
+
+
+def _continue(model, task: str, scratch: bool, init_embeddings, labels):
+    """A fine-tuned directory to train further (e.g. per task after multi-task training), in train mode."""
+    from ..heads import load_finetuned
+
+    if scratch or init_embeddings or labels:
+        raise PlmkitError("a fine-tuned model continues with its own weights and labels: drop --from-scratch, "
+                          "--init-embeddings and --labels", path=model)
+    net = load_finetuned(model)
+    if net.config.task != task:
+        raise PlmkitError(f"this directory was fine-tuned for {net.config.task}, not {task}", path=model)
+    return net.train()
 
 
 def _init_embeddings(body, tokenizer, w2v_dir, freeze: bool) -> dict | None:

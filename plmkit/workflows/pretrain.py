@@ -5,7 +5,8 @@ Settings come, lowest precedence first, from the size preset, a TOML file (`[mod
 
 With `init` the run continues pre-training a saved model (continued, domain- or task-adaptive pre-training,
 Gururangan et al. 2020): the member, config, weights and tokenizer come from that directory, and only the
-corpus and the training settings are new.
+corpus and the training settings are new. `objective` trains with another objective than the member's own,
+e.g. SimCSE on a saved encoder (`plmkit pretrain --init DIR --objective simcse`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import inspect
 import json
 import logging
 import os
-import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from .. import family
+from ..config import read_toml_file
 from ..durable import atomic_write, building_dir, check_out_dir, fault, remove_stale
 from ..errors import PlmkitError
 from ..interop.hf import save_model
@@ -48,33 +48,20 @@ class DataOptions:
 
 def read_toml(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     p = Path(path)
-    if not p.is_file():
-        raise PlmkitError("config file not found", path=p)
-    try:
-        d = tomllib.loads(p.read_text(encoding="utf-8-sig"))
-    except tomllib.TOMLDecodeError as e:
-        raise toml_error(e, p) from None
-    except UnicodeDecodeError:
-        raise PlmkitError("not UTF-8 text", path=p) from None
+    d = read_toml_file(p)
     unknown = sorted(set(d) - {"model", "train", "data"})
     if unknown:
         raise PlmkitError(f"unknown table(s) {', '.join(unknown)}; use [model], [train], [data]", path=p)
     return d
 
 
-def toml_error(e: "tomllib.TOMLDecodeError", path: Path) -> PlmkitError:
-    """tomllib's error as plmkit's, its "(at line N, column M)" turned into path:N."""
-    m = re.search(r"\(at line (\d+), column \d+\)", str(e))
-    return PlmkitError(f"not valid TOML: {str(e)[:m.start()].strip() if m else e}", path=path,
-                       line=int(m.group(1)) if m else None)
-
-
 def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = "tiny",
              model_overrides: dict | None = None, train_overrides: dict | None = None,
              data_overrides: dict | None = None, config_file: str | None = None, resume: bool = False,
-             init: str | os.PathLike | None = None) -> dict:
+             init: str | os.PathLike | None = None, objective: str | None = None) -> dict:
     """Pre-train family member `model` on `corpus` files into run directory `out`; returns the summary.
-    `init`: a saved model directory to continue from (`model` may then be None: the directory names it)."""
+    `init`: a saved model directory to continue from (`model` may then be None: the directory names it).
+    `objective`: a registered objective to train with instead of the member's own."""
     from ..data import TokenCorpus, build_shards
     from ..tokenizers import load_tokenizer, train_tokenizer
 
@@ -141,12 +128,15 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     _barrier()
     tokens = TokenCorpus(shard_dir)
     if hasattr(member.model_cls, "fit"):  # a member estimated in one pass (counts), not trained by steps
+        if objective:
+            raise PlmkitError(f"{member.name} is estimated in one pass by its own method; it takes no --objective")
         return _fit(member, config, corpus, tokens, tokenizer, out, size, data, rank)
 
-    objective_cls = get_objective(member.objective)
+    objective_name = objective or member.objective
+    objective_cls = get_objective(objective_name)
     options = {"lexicon": data.lexicon} if data.lexicon else {}
     if options and "lexicon" not in inspect.signature(objective_cls).parameters:
-        raise PlmkitError(f"the {member.objective} objective of {member.name} takes no lexicon", path=config_file)
+        raise PlmkitError(f"the {objective_name} objective of {member.name} takes no lexicon", path=config_file)
     objective = objective_cls(tokenizer, data.seq_len, seed=train_cfg.seed, **options)
     dataset = objective.dataset(tokens)
     if len(dataset) == 0:
@@ -158,11 +148,12 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     torch.manual_seed(train_cfg.seed)  # same initial weights on every rank and every run
     net = start.model() if start else member.model_cls(config)
     info = {"pretraining": {"corpus": [str(Path(c).resolve()) for c in corpus], "size": size,
-                            "objective": member.objective, "seq_len": data.seq_len, "train": train_cfg.to_dict()}}
+                            "objective": objective_name, "seq_len": data.seq_len, "train": train_cfg.to_dict()}}
     if start:  # the stages so far, oldest first: what this model has been pre-trained on
         info["pretraining"]["init"] = str(start.directory.resolve())
         info["pretraining"]["earlier_stages"] = start.history
-    run = {"model": member.name, "size": size, "config": config.to_dict(), "data": dataclasses.asdict(data),
+    run = {"model": member.name, "objective": objective_name, "size": size, "config": config.to_dict(),
+           "data": dataclasses.asdict(data),
            "train": train_cfg.to_dict(), "corpus": info["pretraining"]["corpus"],
            "init": info["pretraining"].get("init"), "parameters": net.num_parameters(),
            "examples_per_epoch": len(dataset)}
@@ -236,8 +227,8 @@ def _check_same_run(path: Path, run: dict, resume: bool) -> None:
     if not (resume and path.exists()):
         return
     old = json.loads(path.read_text())
-    for key in ("model", "config", "data", "corpus"):
-        if old.get(key) != run[key]:
+    for key in ("model", "objective", "config", "data", "corpus"):
+        if key in old and old[key] != run[key]:  # runs written before a key existed lack it
             raise PlmkitError(f"--resume with a different {key} than the run being resumed", path=path)
 
 

@@ -40,9 +40,9 @@ import inspect
 import json
 import logging
 import os
-import tomllib
 from pathlib import Path
 
+from ..config import beside, read_toml_file
 from ..durable import atomic_write, check_out_dir, fault
 from ..errors import PlmkitError
 
@@ -56,18 +56,11 @@ def read_recipe(path: str | os.PathLike) -> dict:
     """The recipe file, checked: known tables and keys, paths resolved against its directory."""
     from .finetune import finetune
     from ..config import _line_of_key
-    from .pretrain import DataOptions, toml_error
+    from .pretrain import DataOptions
     from ..train import TrainConfig
 
     p = Path(path)
-    if not p.is_file():
-        raise PlmkitError("recipe file not found", path=p)
-    try:
-        recipe = tomllib.loads(p.read_text(encoding="utf-8-sig"))
-    except tomllib.TOMLDecodeError as e:
-        raise toml_error(e, p) from None
-    except UnicodeDecodeError:
-        raise PlmkitError("not UTF-8 text", path=p) from None
+    recipe = read_toml_file(p, "recipe file")
     unknown = sorted(set(recipe) - {*STAGES, "finetune"})
     if unknown:
         raise PlmkitError(f"unknown table(s) {', '.join(unknown)}; use {', '.join(STAGES)}, finetune", path=p)
@@ -91,14 +84,13 @@ def read_recipe(path: str | os.PathLike) -> dict:
     for key in ("task", "train", "dev"):
         if key not in recipe["finetune"]:
             raise PlmkitError(f"[finetune] needs {key}", path=p)
-    resolve = lambda v: str((p.parent / v).resolve()) if v and not Path(v).is_absolute() else v  # noqa: E731
     for table in recipe.values():
         for key in ("init", "train", "dev", "test", "tokenizer", "lexicon"):
             if key in table:
-                table[key] = resolve(table[key])
+                table[key] = beside(p, table[key])
         if "corpus" in table:
-            table["corpus"] = [resolve(c) for c in ([table["corpus"]] if isinstance(table["corpus"], str)
-                                                     else table["corpus"])]
+            table["corpus"] = [beside(p, c) for c in ([table["corpus"]] if isinstance(table["corpus"], str)
+                                                      else table["corpus"])]
     return recipe
 
 
