@@ -114,7 +114,7 @@ def load_model(path: str | os.PathLike) -> torch.nn.Module:
                               path=weights) from None
         return model.eval()
     state, missing = model.hf.from_hf(load_file(str(weights)), model.state_dict())
-    body_missing = [k for k in missing if k.startswith(("embeddings.", "layers.", "final_norm"))]
+    body_missing = [k for k in missing if k.startswith(("embeddings.", "layers.", "final_norm", "decoder."))]
     if body_missing:
         raise PlmkitError(f"weights missing from the checkpoint: {', '.join(body_missing[:5])}", path=weights)
     if missing:
