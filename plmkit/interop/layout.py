@@ -28,6 +28,9 @@ class HFLayout:
     # `load_companion_state_dict(name, state)`; `from_config` then also receives each companion's config.json
     # dict as a keyword argument named like the sub-directory.
     companions: dict[str, "HFLayout"] = dataclasses.field(default_factory=dict)
+    # plmkit module path → HF module path read when the first has no weights in a checkpoint (transformers 5
+    # writes T5's output layer only where it differs from the token table).
+    fallbacks: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def _hf_names(self, ours: str) -> tuple[str, tuple[str, ...] | str] | None:
         """plmkit parameter name → (plmkit module path, HF parameter name(s)), or None if unmapped."""
@@ -79,6 +82,9 @@ class HFLayout:
                 continue
             mod, theirs = mapped
             names = theirs if isinstance(theirs, tuple) else (theirs,)
+            if not all(n in hf for n in names) and mod in self.fallbacks:
+                theirs = self._full(self.fallbacks[mod] + ours[len(mod):])
+                names = (theirs,)
             if not all(n in hf for n in names):
                 missing.append(ours)
                 continue

@@ -67,7 +67,8 @@ def _to_hf_config(c: T5Config) -> dict:
                 relative_attention_max_distance=c.relative_max_distance, dropout_rate=c.dropout,
                 layer_norm_epsilon=c.layer_norm_eps, feed_forward_proj="gated-gelu" if c.gated_ffn else "relu",
                 tie_word_embeddings=c.tie_embeddings, pad_token_id=c.pad_token_id, eos_token_id=c.eos_token_id,
-                decoder_start_token_id=c.decoder_start_token_id, is_encoder_decoder=True)
+                decoder_start_token_id=c.decoder_start_token_id, is_encoder_decoder=True,
+                n_positions=c.max_positions)  # the longest input it is meant for (older T5 configs say so too)
 
 
 def _from_hf_config(d: dict) -> T5Config:
@@ -78,7 +79,8 @@ def _from_hf_config(d: dict) -> T5Config:
         raise PlmkitError("plmkit's attention needs d_kv × num_heads = d_model")
     tied = d.get("scale_decoder_outputs", d.get("tie_word_embeddings", True))  # transformers 5 writes both
     return T5Config(vocab_size=d["vocab_size"], hidden_size=d["d_model"], num_layers=d["num_layers"],
-                    num_decoder_layers=d.get("num_decoder_layers") or d["num_layers"], num_heads=d["num_heads"],
+                    num_decoder_layers=None if d.get("num_decoder_layers") in (None, d["num_layers"])
+                    else d["num_decoder_layers"], num_heads=d["num_heads"], max_positions=d.get("n_positions", 512),
                     intermediate_size=d["d_ff"], relative_buckets=d.get("relative_attention_num_buckets", 32),
                     relative_max_distance=d.get("relative_attention_max_distance", 128),
                     dropout=d.get("dropout_rate", 0.1), attention_dropout=d.get("dropout_rate", 0.1),
@@ -139,7 +141,7 @@ def _gated(modules: dict) -> dict:
 class T5(Seq2seq):
     config_class = T5Config
     hf = HFLayout(model_type="t5", architectures=("T5ForConditionalGeneration",), prefix="", modules=_MODULES,
-                  to_config=_to_hf_config, from_config=_from_hf_config)
+                  to_config=_to_hf_config, from_config=_from_hf_config, fallbacks={"lm_head": "shared"})
 
     def __init__(self, config: T5Config):
         super().__init__(config)
