@@ -17,14 +17,19 @@ from ..errors import PlmkitError
 from .inputs import collate, encode, evaluate
 from .model import GPT_TOKENS, HeadConfig, TaskModel, causal_features
 from .pooling import embed
+from .text2text import TextToText
 
 HEAD_WEIGHTS, HEAD_CONFIG = "head.safetensors", "head.json"
 
 
-def build(body, tokenizer, config: HeadConfig) -> TaskModel:
+def build(body, tokenizer, config: HeadConfig) -> TaskModel | TextToText:
     """Put a head on `body`. A body with causal features (GPT, the FFNN/RNN/LSTM LMs; not ELMo) gets GPT's
     [start]/[delim]/[extract] tokens, added to the tokenizer and as new embedding rows when the vocabulary
-    lacks them."""
+    lacks them. A seq2seq or text-to-text task keeps an encoder–decoder's own output layer as its head."""
+    if config.generative:
+        model = TextToText(body, config)
+        model.tokenizer = tokenizer
+        return model
     if causal_features(body) and not config.gpt_tokens:
         tokenizer.backend.add_special_tokens(list(GPT_TOKENS))
         needed = max(tokenizer.token_to_id(t) for t in GPT_TOKENS) + 1
@@ -61,7 +66,7 @@ def load_finetuned(directory: str | os.PathLike) -> TaskModel:
         config = HeadConfig.from_dict(json.loads((d / HEAD_CONFIG).read_text()), source=d / HEAD_CONFIG)
     except json.JSONDecodeError as e:
         raise PlmkitError(f"not valid JSON: {e.msg}", path=d / HEAD_CONFIG, line=e.lineno) from None
-    model = TaskModel(load_model(d), config)
+    model = (TextToText if config.generative else TaskModel)(load_model(d), config)
     missing, unexpected = model.load_state_dict(load_file(str(d / HEAD_WEIGHTS)), strict=False)
     missing = [k for k in missing if not k.startswith("body.")]
     if missing or unexpected:
@@ -71,5 +76,5 @@ def load_finetuned(directory: str | os.PathLike) -> TaskModel:
     return model.eval()
 
 
-__all__ = ["HeadConfig", "TaskModel", "build", "collate", "embed", "encode", "evaluate", "load_finetuned",
+__all__ = ["HeadConfig", "TaskModel", "TextToText", "build", "collate", "embed", "encode", "evaluate", "load_finetuned",
            "save_finetuned"]
