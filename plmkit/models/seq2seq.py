@@ -86,6 +86,7 @@ class Seq2seqConfig(TransformerConfig):
 class Seq2seq(Transformer):
     config_class = Seq2seqConfig
     generates = True  # plmkit.generation decodes it (sources in, targets out)
+    encoder_decoder = True  # its prompts are sources: the decoder's positions start again at 0
 
     def __init__(self, config: Seq2seqConfig):
         super().__init__(config)  # the encoder: embeddings, layers, final_norm
