@@ -29,7 +29,7 @@ from .common import hf_peer, matmul_peak
 # The transformers class each member is compared with (same architecture, same weights), and its
 # fastest attention there: transformers has no SDPA path for GPT-1.
 PEERS = {"bert": ("BertForMaskedLM", "sdpa"), "gpt": ("OpenAIGPTLMHeadModel", "eager"),
-         "gpt2": ("GPT2LMHeadModel", "sdpa")}
+         "gpt2": ("GPT2LMHeadModel", "sdpa"), "t5": ("T5ForConditionalGeneration", "sdpa")}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -43,6 +43,12 @@ class _Tok:
     def __init__(self, vocab_size: int):
         self.vocab_size = vocab_size
 
+    def token_to_id(self, token: str) -> int | None:
+        """T5's sentinels are the last ids of the vocabulary, <extra_id_0> the very last (as in T5's own)."""
+        if token.startswith("<extra_id_"):
+            return self.vocab_size - 1 - int(token[len("<extra_id_"):-1])
+        return None
+
 
 def model_flops_per_step(model, batch: dict[str, torch.Tensor]) -> float:
     """Forward + backward FLOPs the objective needs for one batch (see the module docstring): the
@@ -50,11 +56,26 @@ def model_flops_per_step(model, batch: dict[str, torch.Tensor]) -> float:
     token is predicted."""
     c = model.config
     B, T = batch["input_ids"].shape
+    if getattr(model, "encoder_decoder", False):
+        return _seq2seq_flops(model, batch)
     blocks = sum(p.numel() for n, p in model.named_parameters() if n.startswith("layers."))
     transform = c.hidden_size**2 if hasattr(model, "mlm_transform") else 0
     predicted = int(batch["masked"].sum()) if "masked" in batch else B * T
     attention = 12 * c.num_layers * T * c.hidden_size  # per token: QK^T and AV, forward + backward
     return 6 * blocks * B * T + attention * B * T + 6 * (transform + c.hidden_size * c.vocab_size) * predicted
+
+
+def _seq2seq_flops(model, batch: dict[str, torch.Tensor]) -> float:
+    """An encoder–decoder's: the encoder at every source position, the decoder at every target position
+    (self-attention over the target, cross-attention over the source), the vocabulary at the labels."""
+    c = model.config
+    B, S = batch["input_ids"].shape
+    U = batch["labels"].shape[1]
+    enc = sum(p.numel() for n, p in model.named_parameters() if n.startswith("layers."))
+    dec = sum(p.numel() for n, p in model.named_parameters() if n.startswith("decoder.layers."))
+    attention = 12 * c.hidden_size * (c.num_layers * S * B * S + c.decoder_layers * B * U * (U + S))
+    predicted = int((batch["labels"] != -100).sum())
+    return 6 * (enc * B * S + dec * B * U) + attention + 6 * c.hidden_size * c.vocab_size * predicted
 
 
 def bench_pretrain(model: str = "bert", size: str = "mini", precision: str = "fp32", batch_size: int = 32,
@@ -75,7 +96,7 @@ def bench_pretrain(model: str = "bert", size: str = "mini", precision: str = "fp
                                                      dropout=0.0, attention_dropout=0.0))
     rng = np.random.default_rng(seed)
     n_batches = warmup + steps * rounds
-    length = seq_len - 2 if objective_name == "mlm" else seq_len + 1
+    length = {"mlm": seq_len - 2, "clm": seq_len + 1}.get(objective_name, seq_len - 1)  # seq2seq: + </s>
     batches = [objective.collate(list(rng.integers(5, vocab_size, (batch_size, length))),
                                  torch.Generator().manual_seed(i)) for i in range(n_batches)]
     sides = {"plmkit": (ours, lambda m, b: objective.step(m, b)["loss"])}
@@ -138,6 +159,9 @@ def _peer_loss(objective_name: str):
             labels[b["masked"]] = b["labels"]
             return m(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                      token_type_ids=b["token_type_ids"], labels=labels).loss
+    elif objective_name != "clm":  # an encoder–decoder: the decoder reads the labels shifted right
+        def loss(m, b):
+            return m(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]).loss
     else:
         def loss(m, b):
             logits = m(input_ids=b["input_ids"]).logits

@@ -14,7 +14,7 @@ def add_commands(sub) -> None:
                                     "with plmkit and its transformers peer, alternating timed rounds after a "
                                     "warm-up; prints tokens/s, the ratio, MFU against the matmul peak measured "
                                     "now, and checks both sides' losses agree step by step. Dropout is off.")
-    t.add_argument("--model", default="bert", help="bert, gpt or gpt2 (default bert)")
+    t.add_argument("--model", default="bert", help="bert, gpt, gpt2 or t5 (default bert)")
     t.add_argument("--size", default="mini", help="size preset (default mini)")
     t.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     t.add_argument("--batch-size", type=int, default=32)

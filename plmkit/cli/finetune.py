@@ -9,8 +9,8 @@ import sys
 from ..data.tasks import TASKS
 
 _FORMATS = ("Data: JSONL {\"text\", \"label\"} (pairs: text_a/text_b; choice: question or context, choices, "
-            "label = index), CSV/TSV with a header naming those columns, CoNLL token<TAB>tag (tag), "
-            "SQuAD-style JSON (qa).")
+            "label = index; seq2seq: {\"source\", \"target\"}), CSV/TSV with a header naming those columns, CoNLL "
+            "token<TAB>tag (tag), SQuAD-style JSON (qa).")
 
 
 def add_commands(sub) -> None:
@@ -40,7 +40,8 @@ def add_commands(sub) -> None:
                    "multitask.py); with compare = true also single-task runs at the same total steps, and the table")
     p.add_argument("--task", choices=TASKS,
                    help="classify: one text → label; pair: text_a + text_b → label; regress: text(s) → number; "
-                        "tag: a label per token; qa: answer span in a context; choice: pick one of the choices")
+                        "tag: a label per token; qa: answer span in a context; choice: pick one of the choices; "
+                        "seq2seq: source → target text (an encoder–decoder: transformer, t5, bart, mass)")
     p.add_argument("--train", metavar="F")
     p.add_argument("--dev", metavar="F", help="for early stopping and model selection")
     p.add_argument("--test", metavar="F", help="evaluated once, with the selected model")
@@ -74,6 +75,15 @@ def add_commands(sub) -> None:
                    "lacks")
     p.add_argument("--doc-stride", type=int, default=64,
                    help="qa: tokens from one window of a long context to the next (default 64)")
+    p.add_argument("--text-to-text", action="store_true", help="classify/pair with an encoder–decoder as T5 does: "
+                   "'classify sentence: TEXT' (pair: 'pair sentence1: A sentence2: B') → the label's words, scored "
+                   "by exact match")
+    p.add_argument("--num-beams", type=int, default=4, help="seq2seq and --text-to-text: beams when generating for "
+                   "evaluation (default 4; 1 = greedy)")
+    p.add_argument("--max-target-length", type=int, default=64, help="seq2seq and --text-to-text: target tokens, "
+                   "in training and generation (default 64)")
+    p.add_argument("--label-smoothing", type=float, default=0.1, help="seq2seq and --text-to-text: label "
+                   "smoothing of the training loss (default 0.1)")
     p.set_defaults(func=_cmd_finetune)
 
     e = sub.add_parser("evaluate", help="score a fine-tuned model on labelled data",
@@ -93,7 +103,8 @@ def add_commands(sub) -> None:
     r = sub.add_parser("predict", help="predictions of a fine-tuned model, as JSONL",
                        description="One JSON object per example of --data (labels not needed; - reads stdin as "
                                    "JSONL, or CoNLL for a tagging model): classify/pair {label, probability}, "
-                                   "regress {score}, tag {tokens, tags}, qa {id, answer}, choice {label, choice}.")
+                                   "regress {score}, tag {tokens, tags}, qa {id, answer}, choice {label, choice}, "
+                                   "seq2seq and --text-to-text {prediction}.")
     r.add_argument("--model", required=True, metavar="DIR")
     r.add_argument("--data", required=True, metavar="F", help="input file, or - for stdin")
     r.add_argument("--out", metavar="F.jsonl", help="write here instead of stdout")
@@ -126,8 +137,9 @@ def _cmd_finetune(a) -> int:
                       batch_size=a.batch_size, max_length=a.max_length, seed=a.seed, features=a.features,
                       ulmfit=a.ulmfit, crf=a.crf, patience=a.patience, eval_every=a.eval_every,
                       doc_stride=a.doc_stride, scratch=a.from_scratch, init_embeddings=a.init_embeddings,
-                      freeze_embeddings=a.freeze_embeddings,
-                      labels=_labels(a.labels), resume=a.resume)
+                      freeze_embeddings=a.freeze_embeddings, text_to_text=a.text_to_text,
+                      num_beams=a.num_beams, max_target_length=a.max_target_length,
+                      label_smoothing=a.label_smoothing, labels=_labels(a.labels), resume=a.resume)
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2))
     return 0
 

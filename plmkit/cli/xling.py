@@ -19,10 +19,13 @@ def add_commands(sub) -> None:
                                    "verse's section of the canon trained on one language's vectors, tested on "
                                    "the other's).")
     x = p.add_subparsers(dest="xling_command", required=True, metavar="ACTION")
-    prep = x.add_parser("prepare", help="write the bitext, the held-out pairs and the two-language task")
+    prep = x.add_parser("prepare", help="write the bitext, the held-out pairs, the two-language task and an "
+                                        "English → Chinese translation task")
     prep.add_argument("--out", required=True, metavar="DIR")
     prep.add_argument("--heldout", type=int, default=1000, help="verse pairs held out for retrieval")
     prep.add_argument("--per-section", type=int, default=50, help="train and test verses per section")
+    prep.add_argument("--translate-train", type=int, default=5000, help="translation training pairs, from the "
+                      "verses not held out (default 5000; dev and test come from the held-out ones)")
     prep.set_defaults(func=_cmd_prepare)
     ev = x.add_parser("evaluate", help="score one model directory on a prepared split")
     ev.add_argument("--model", required=True, metavar="DIR")
@@ -40,7 +43,7 @@ def add_commands(sub) -> None:
 def _cmd_prepare(a) -> int:
     from ..workflows.xling import prepare
 
-    print(prepare(a.out, a.heldout, a.per_section))
+    print(prepare(a.out, a.heldout, a.per_section, translate_train=a.translate_train))
     return 0
 
 

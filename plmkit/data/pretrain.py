@@ -72,6 +72,48 @@ class Segments(Windows):
         return i, self.corpus.tokens(i * self.stride, i * self.stride + self.length)
 
 
+class Sentences:
+    """Consecutive lines (sentences or paragraphs) of one document, up to `max_tokens` tokens in all, for
+    objectives that reorder sentences (BART's permutation). Example i starts at the line holding token
+    i × max_tokens and takes whole lines of its document while they fit (the first is cut if it alone is
+    longer); the doc-sep token is dropped.
+
+    Args:
+        corpus: the token stream.
+        max_tokens: the most tokens in an example.
+    """
+
+    def __init__(self, corpus: TokenCorpus, max_tokens: int):
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+        self.corpus, self.max_tokens = corpus, max_tokens
+
+    def __len__(self) -> int:
+        return max(1, self.corpus.n_tokens // self.max_tokens)
+
+    def __getitem__(self, i: int) -> list[np.ndarray]:
+        """Example i: its lines' token ids (int64), at least one non-empty."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"example {i} outside [0, {len(self)})")
+        c = self.corpus
+        line = c.line_at(min(i * self.max_tokens, c.n_tokens - 1))
+        end = c.doc_line_range(c.doc_of_line(line))[1]
+        lines, n = [], 0
+        while line < end and n < self.max_tokens:
+            tokens = c.line(line)
+            if line == end - 1:
+                tokens = tokens[:-1]  # the doc-sep token
+            if len(tokens) and (not lines or n + len(tokens) <= self.max_tokens):
+                lines.append(tokens[:self.max_tokens - n])
+                n += len(lines[-1])
+            elif len(tokens):
+                break
+            line += 1
+        if not lines:  # a document of one empty line: its doc-sep alone
+            lines = [c.line(line - 1)[: self.max_tokens]]
+        return lines
+
+
 class SegmentPairs:
     """Sentence pairs (A, B, is_next) for BERT's next-sentence prediction, after create_pretraining_data.py.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import PlmkitError
 
-TASKS = ("classify", "pair", "regress", "tag", "qa", "choice")
+TASKS = ("classify", "pair", "regress", "tag", "qa", "choice", "seq2seq")
 
 
 @dataclasses.dataclass
@@ -28,7 +28,7 @@ class Example:
 
     classify: text (+ text_b for pair), label · regress: text (+ text_b), label (float) ·
     tag: tokens, tags · qa: text = question, context, answers [{"text", "answer_start"}], id ·
-    choice: text = question/context, choices, label (int index).
+    choice: text = question/context, choices, label (int index) · seq2seq: text = source, target.
     """
 
     text: str = ""
@@ -39,6 +39,7 @@ class Example:
     context: str | None = None
     answers: list[dict] | None = None
     choices: list[str] | None = None
+    target: str | None = None
     id: str | None = None
     line: int | None = None  # where it starts in its file, for error messages
     label_type: str | None = None  # "string" or "number" as the file wrote the label (JSONL), for a check
@@ -132,6 +133,10 @@ def _field(record: dict, names: tuple[str, ...], path: Path, line: int, required
 
 def _from_record(r: dict, task: str, path: Path, line: int, labelled: bool) -> Example:
     """A JSONL object or CSV row → Example."""
+    if task == "seq2seq":
+        target = _field(r, ("target",), path, line, labelled)
+        return Example(text=str(_field(r, ("source",), path, line)), target=None if target is None else str(target),
+                       id=r.get("id"), line=line)
     if task == "choice":
         choices = _field(r, ("choices",), path, line)
         if isinstance(choices, str):  # CSV: choices separated by "|"
@@ -250,7 +255,7 @@ class LabelSet:
             found = {t for e in examples for t in e.tags}
         elif task in ("classify", "pair"):
             found = {e.label for e in examples}
-        else:  # regress, qa and choice have no label vocabulary
+        else:  # regress, qa, choice and seq2seq have no label vocabulary
             if declared:
                 raise PlmkitError(f"--labels is for classify, pair and tag; {task} has no label vocabulary")
             return cls([])

@@ -92,6 +92,10 @@ def evaluate_lm(model: torch.nn.Module, tokenizer, path: str | os.PathLike, wind
     """
     if not os.path.isfile(path):
         raise PlmkitError("text file not found", path=path)
+    if getattr(model, "encoder_decoder", False):
+        raise PlmkitError(f"evaluate-lm scores a language model on plain text, and {model.family_name} is an "
+                          "encoder–decoder: it models a target given a source, not text on its own. Score it on "
+                          "source/target pairs: plmkit finetune --task seq2seq, then plmkit evaluate")
     if not getattr(model.config, "causal", False):
         raise PlmkitError(f"evaluate-lm needs a left-to-right LM; {model.family_name} is not one",
                           path=getattr(model, "directory", None))

@@ -16,7 +16,7 @@ import string
 import numpy as np
 
 MAIN = {"classify": "accuracy", "pair": "accuracy", "regress": "pearson", "tag": "f1", "qa": "f1",
-        "choice": "accuracy"}
+        "choice": "accuracy", "seq2seq": "rouge_l"}
 
 
 class Classification:
@@ -160,3 +160,68 @@ class SquadQA:
 
     def compute(self) -> dict[str, float]:
         return {"exact_match": 100 * self.em / max(self.n, 1), "f1": 100 * self.f1 / max(self.n, 1), "n": self.n}
+
+
+_WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|\w+", re.UNICODE)  # a CJK character, or a run of word characters
+
+
+def text_tokens(s: str) -> list[str]:
+    """Lower-cased words, each CJK character a word of its own (Chinese is not written with spaces)."""
+    return _WORD.findall(s.lower())
+
+
+def rouge_l(pred: str, gold: str) -> float:
+    """ROUGE-L F1 (Lin 2004): the longest common subsequence of the two token lists, as precision and
+    recall of it, their harmonic mean."""
+    p, g = text_tokens(pred), text_tokens(gold)
+    if not p or not g:
+        return float(p == g)
+    prev = [0] * (len(g) + 1)
+    for a in p:  # LCS by dynamic programming, one row at a time
+        cur = [0]
+        for j, b in enumerate(g):
+            cur.append(prev[j] + 1 if a == b else max(prev[j + 1], cur[j]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(p), lcs / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _normalize_space(s: str) -> str:
+    return " ".join(s.split())
+
+
+class TextGeneration:
+    """Generated text against one reference each: ROUGE-L F1 (mean over examples), corpus BLEU (sacrebleu,
+    summing its n-gram statistics batch by batch; its "zh" tokenizer when the references hold Chinese,
+    "13a" otherwise) and exact match (whitespace normalised), in percent."""
+
+    def __init__(self):
+        self.rouge = self.exact = 0.0
+        self.n = 0
+        self.bleu = None
+        self.stats: np.ndarray | None = None
+
+    def update(self, pred: list[str], gold: list[str]) -> None:
+        if self.bleu is None:
+            try:
+                from sacrebleu.metrics import BLEU
+            except ImportError:
+                from ..errors import PlmkitError
+
+                raise PlmkitError("BLEU needs sacrebleu: pip install 'plmkit[seq2seq]'") from None
+            chinese = any(re.search(r"[\u3400-\u9fff]", g) for g in gold)
+            self.bleu = BLEU(tokenize="zh" if chinese else "13a")
+        stats = np.asarray(self.bleu._extract_corpus_statistics(list(pred), [list(gold)]), dtype=np.int64).sum(0)
+        self.stats = stats if self.stats is None else self.stats + stats
+        for p, g in zip(pred, gold):
+            self.rouge += rouge_l(p, g)
+            self.exact += float(_normalize_space(p) == _normalize_space(g))
+            self.n += 1
+
+    def compute(self) -> dict[str, float]:
+        n = max(self.n, 1)
+        bleu = self.bleu._compute_score_from_stats(self.stats.tolist()).score if self.stats is not None else 0.0
+        return {"rouge_l": 100 * self.rouge / n, "bleu": bleu, "exact_match": 100 * self.exact / n, "n": self.n}

@@ -127,3 +127,59 @@ def _take(buffer: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
     out = buffer.new_zeros(buffer.shape[0], index.shape[0], *buffer.shape[2:])
     out[:, :, :, :n] = buffer[:, index, :, :n]
     return out
+
+
+class Seq2seqCache:
+    """The decoding state of an encoder–decoder: a `KVCache` of the decoder's own tokens, and for each decoder
+    layer the keys and values of the source, which the first step computes (`start`) and no step changes.
+
+    Rows and sources: beam search decodes K rows per source. The source's keys and values are kept once per
+    source and the rows of one source stay together (row r reads source r // G, G rows per source), which
+    `CrossAttention` turns into one attention with G × T queries; so `reorder` copies them only when a
+    reordering breaks that layout (finished rows leaving a batch: then only the rows kept are copied)."""
+
+    def __init__(self, num_layers: int, batch_size: int, num_heads: int, head_dim: int, max_length: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+        self.shape = (num_layers, batch_size, num_heads, head_dim)
+        self.max_length, self.dtype, self.device = max_length, dtype, device
+        self.target: KVCache | None = None
+        self.memory: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per layer (B', N, S, D) × 2
+        self.memory_mask: torch.Tensor | None = None  # (B', S) real source tokens; None: all real
+        self.source: torch.Tensor | None = None  # (R,) the source each row reads
+
+    @property
+    def length(self) -> int:
+        return 0 if self.target is None else self.target.length
+
+    @property
+    def layers(self) -> list[LayerCache]:
+        return self.target.layers
+
+    def start(self, memory: list[tuple[torch.Tensor, torch.Tensor]], memory_mask: torch.Tensor | None,
+              source_length: int) -> None:
+        """The source's keys and values, once; the target's columns: those of `max_length` the source left
+        (the engine counts prompt + new tokens), plus the start token."""
+        L, B, N, D = self.shape
+        self.memory, self.memory_mask = memory, memory_mask
+        self.source = torch.arange(B, device=memory[0][0].device)
+        self.target = KVCache(L, B, N, D, max(self.max_length - source_length + 1, 1), self.dtype, self.device)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Rows follow `index` ((R',) long into the current rows), as KVCache.reorder."""
+        self.target.reorder(index)
+        source = self.source[index]  # (R',)
+        used = torch.unique_consecutive(source)
+        G = len(source) // len(used)
+        if G * len(used) == len(source) and torch.equal(source, used.repeat_interleave(G)):
+            stored = self.memory[0][0].shape[0]
+            if len(used) != stored or not torch.equal(used, torch.arange(stored, device=used.device)):
+                self._take(used)  # some sources have no row left
+            self.source = torch.arange(len(used), device=source.device).repeat_interleave(G)
+        else:  # rows of one source no longer together: a copy of the source per row
+            self._take(source)
+            self.source = torch.arange(len(source), device=source.device)
+
+    def _take(self, sources: torch.Tensor) -> None:
+        self.memory = [(k[sources], v[sources]) for k, v in self.memory]
+        if self.memory_mask is not None:
+            self.memory_mask = self.memory_mask[sources]

@@ -18,14 +18,19 @@ from ..errors import PlmkitError
 from .inputs import collate, encode, evaluate
 from .model import GPT_TOKENS, HeadConfig, TaskModel, causal_features
 from .pooling import embed
+from .text2text import TextToText
 
 HEAD_WEIGHTS, HEAD_CONFIG = "head.safetensors", "head.json"
 
 
-def build(body, tokenizer, config: HeadConfig) -> TaskModel:
+def build(body, tokenizer, config: HeadConfig) -> TaskModel | TextToText:
     """Put a head on `body`. A body with causal features (GPT, the FFNN/RNN/LSTM LMs; not ELMo) gets GPT's
     [start]/[delim]/[extract] tokens, added to the tokenizer and as new embedding rows when the vocabulary
-    lacks them."""
+    lacks them. A seq2seq or text-to-text task keeps an encoder–decoder's own output layer as its head."""
+    if config.generative:
+        model = TextToText(body, config)
+        model.tokenizer = tokenizer
+        return model
     if causal_features(body) and not config.gpt_tokens:
         tokenizer.backend.add_special_tokens(list(GPT_TOKENS))
         needed = max(tokenizer.token_to_id(t) for t in GPT_TOKENS) + 1
@@ -74,7 +79,7 @@ def load_finetuned(directory: str | os.PathLike) -> TaskModel:
 
     if storage.holds(d):
         return storage.load(d, config)
-    model = TaskModel(load_model(d), config)
+    model = (TextToText if config.generative else TaskModel)(load_model(d), config)
     missing, unexpected = model.load_state_dict(read_weights(d / HEAD_WEIGHTS), strict=False)
     missing = [k for k in missing if not k.startswith("body.")]
     if missing or unexpected:
@@ -84,5 +89,5 @@ def load_finetuned(directory: str | os.PathLike) -> TaskModel:
     return model.eval()
 
 
-__all__ = ["HeadConfig", "TaskModel", "build", "collate", "embed", "encode", "evaluate", "load_finetuned",
+__all__ = ["HeadConfig", "TaskModel", "TextToText", "build", "collate", "embed", "encode", "evaluate", "load_finetuned",
            "save_finetuned"]

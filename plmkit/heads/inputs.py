@@ -83,6 +83,10 @@ def _truncate(a: list[int], b: list[int] | None, budget: int) -> tuple[list[int]
 
 def encode(examples: list[Example], model, tokenizer, labelled: bool = True, path=None) -> list[dict]:
     """One feature dict per example (per window for QA) of plain lists, ready for `collate`."""
+    if getattr(model, "text_to_text", False):
+        from . import text2text
+
+        return text2text.encode(examples, model, tokenizer, labelled, path)
     cfg, fmt = model.config, Format.of(model, tokenizer)
     label_id = {lab: i for i, lab in enumerate(cfg.labels)}
 
@@ -325,8 +329,14 @@ def batches(features: list[dict], batch_size: int):
 @torch.no_grad()
 def evaluate(model, tokenizer, examples: list[Example], features: list[dict] | None = None,
              labelled: bool = True, batch_size: int = 32, path=None, progress: bool = False):
-    """Run `model` over `examples`; returns (metrics or None, predictions)."""
+    """Run `model` over `examples`; returns (metrics or None, predictions). A text-to-text model generates."""
     from tqdm import tqdm
+
+    if getattr(model, "text_to_text", False):
+        from . import text2text
+
+        features = features if features is not None else encode(examples, model, tokenizer, labelled, path)
+        return text2text.evaluate(model, tokenizer, examples, features, labelled, batch_size, progress)
 
     features = features if features is not None else encode(examples, model, tokenizer, labelled, path)
     was_training = model.training

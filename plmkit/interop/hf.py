@@ -138,7 +138,7 @@ def load_model(path: str | os.PathLike) -> torch.nn.Module:
         state = read_weights(weights)
     else:
         state, missing = layout.from_hf(read_weights(weights), model.state_dict())
-        body_missing = [k for k in missing if k.startswith(("embeddings.", "layers.", "final_norm"))]
+        body_missing = [k for k in missing if k.startswith(("embeddings.", "layers.", "final_norm", "decoder."))]
         if body_missing:
             raise PlmkitError(f"weights missing from the checkpoint: {', '.join(body_missing[:5])}", path=weights)
         if missing:

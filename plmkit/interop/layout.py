@@ -17,9 +17,9 @@ class HFLayout:
     model_type: str  # config.json "model_type"
     architectures: tuple[str, ...]  # config.json "architectures"
     prefix: str  # HF's base-model prefix ("bert.", "transformer."); checkpoints of the bare body omit it
-    # plmkit module path → HF module path; "{i}" = layer index; a tuple of three = HF keeps q, k, v apart
-    # where plmkit fuses them; a leading "/" = the HF path sits outside `prefix` (heads).
-    modules: dict[str, str | tuple[str, str, str]]
+    # plmkit module path → HF module path; "{i}" = layer index; a tuple = HF keeps apart what plmkit fuses
+    # (q, k, v; a cross-attention's k, v), in that order; a leading "/" = the HF path sits outside `prefix`.
+    modules: dict[str, str | tuple[str, ...]]
     to_config: Callable[[Any], dict]
     from_config: Callable[[dict], Any]
     transposed: tuple[str, ...] = ()  # module suffixes whose HF weight is stored (in, out)
@@ -28,10 +28,13 @@ class HFLayout:
     # `load_companion_state_dict(name, state)`; `from_config` then also receives each companion's config.json
     # dict as a keyword argument named like the sub-directory.
     companions: dict[str, "HFLayout"] = dataclasses.field(default_factory=dict)
+    # plmkit module path → HF module path read when the first has no weights in a checkpoint (transformers 5
+    # writes T5's output layer only where it differs from the token table).
+    fallbacks: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def _hf_names(self, ours: str) -> tuple[str, tuple[str, ...] | str] | None:
         """plmkit parameter name → (plmkit module path, HF parameter name(s)), or None if unmapped."""
-        layer = re.match(r"layers\.(\d+)\.", ours)
+        layer = re.search(r"(?:^|\.)layers\.(\d+)\.", ours)  # an encoder's or a decoder's layer
         i = layer.group(1) if layer else "{i}"
         for mod, theirs in self.modules.items():
             mod_i = mod.replace("{i}", i)
@@ -61,7 +64,7 @@ class HFLayout:
                 continue
             mod, theirs = mapped
             if isinstance(theirs, tuple):
-                for name, part in zip(theirs, t.chunk(3, dim=0)):
+                for name, part in zip(theirs, t.chunk(len(theirs), dim=0)):
                     out[name] = part.contiguous()
             else:
                 out[theirs] = (t.T if self._is_transposed(mod, ours) else t).contiguous()
@@ -79,6 +82,9 @@ class HFLayout:
                 continue
             mod, theirs = mapped
             names = theirs if isinstance(theirs, tuple) else (theirs,)
+            if not all(n in hf for n in names) and mod in self.fallbacks:
+                theirs = self._full(self.fallbacks[mod] + ours[len(mod):])
+                names = (theirs,)
             if not all(n in hf for n in names):
                 missing.append(ours)
                 continue

@@ -1,5 +1,6 @@
-from .attention import SelfAttention
+from .attention import CrossAttention, SelfAttention
 from .embeddings import Embeddings, sinusoidal_table
-from .transformer import ACTIVATIONS, Block, FeedForward
+from .transformer import ACTIVATIONS, NORMS, Block, DecoderBlock, FeedForward, make_norm
 
-__all__ = ["ACTIVATIONS", "Block", "Embeddings", "FeedForward", "SelfAttention", "sinusoidal_table"]
+__all__ = ["ACTIVATIONS", "NORMS", "Block", "CrossAttention", "DecoderBlock", "Embeddings", "FeedForward",
+           "SelfAttention", "make_norm", "sinusoidal_table"]

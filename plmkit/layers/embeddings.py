@@ -2,7 +2,10 @@
 optional LayerNorm (BERT has one, GPT-1 does not) and dropout.
 
 `position_offset` starts the learned position table at that row: fairseq's RoBERTa reserves rows
-0 … padding_idx, so its table has max_positions + padding_idx + 1 rows and position t reads row t + offset."""
+0 … padding_idx, so its table has max_positions + padding_idx + 1 rows and position t reads row t + offset.
+
+`vocab_size=0` builds no token table: a sequence-to-sequence decoder reads the encoder's (`add` then puts
+positions, norm and dropout on the looked-up vectors)."""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ class Embeddings(nn.Module):
                  type_vocab_size: int, norm: bool, eps: float, dropout: float, pad_token_id: int | None,
                  position_offset: int = 0):
         super().__init__()
-        self.tokens = nn.Embedding(vocab_size, hidden_size, padding_idx=pad_token_id)
+        self.tokens = nn.Embedding(vocab_size, hidden_size, padding_idx=pad_token_id) if vocab_size else None
         if position == "learned":
             self.positions = nn.Embedding(max_positions + position_offset, hidden_size)
         elif position == "sinusoidal":
@@ -45,8 +48,12 @@ class Embeddings(nn.Module):
                 position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids: (B, T) → (B, T, H). position_ids: (B, T), default 0 … T − 1 in every row (a decoding
         step's tokens sit after the cached ones, and a left-padded row's count from its first real token)."""
-        T = input_ids.shape[1]
-        x = self.tokens(input_ids)  # (B, T, H)
+        return self.add(self.tokens(input_ids), token_type_ids, position_ids)
+
+    def add(self, x: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+            position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token vectors (B, T, H) → the embeddings: plus positions and token types, norm, dropout."""
+        T = x.shape[1]
         if self.position == "learned":
             x = x + (self.positions.weight[self.position_offset:self.position_offset + T] if position_ids is None
                      else self.positions(position_ids + self.position_offset))

@@ -16,6 +16,10 @@ since an odd n (614 masked positions, say) drops the product back to ~115. Posit
 that multiple with uncounted rows, and one buffer serves every chunk (a fresh 100 MiB tensor per chunk
 costs more in page faults than its exp does).
 
+With label smoothing ε (Szegedy et al. 2016; Vaswani et al. 2017, §5.4) the target is (1 − ε) on the label
+plus ε spread evenly over the vocabulary: loss = (1 − ε)·CE + ε·mean_v(−log p_v), as F.cross_entropy's
+`label_smoothing`; its gradient is softmax − (1 − ε)·one-hot − ε/V.
+
 Shape legend: N = positions, H = hidden size, V = vocabulary, n = positions in a chunk.
 """
 
@@ -29,10 +33,12 @@ ALIGN = 16  # positions per chunk are a multiple of this (see the module docstri
 
 
 def lm_cross_entropy(h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
-                     bias: torch.Tensor | None = None, chunk_bytes: int = 1 << 27) -> torch.Tensor:
+                     bias: torch.Tensor | None = None, chunk_bytes: int = 1 << 27,
+                     label_smoothing: float = 0.0) -> torch.Tensor:
     """Mean cross-entropy over the positions whose label is not -100. h (…, H), labels (…), weight (V, H),
-    bias (V,) or None. `chunk_bytes` bounds the float32 logits held at once (default 128 MiB: fewer, larger chunks
-    keep the products efficient and add the (V, H) gradient fewer times)."""
+    bias (V,) or None, label_smoothing ε in [0, 1). `chunk_bytes` bounds the float32 logits held at once
+    (default 128 MiB: fewer, larger chunks keep the products efficient and add the (V, H) gradient fewer
+    times)."""
     h2, y = h.reshape(-1, h.shape[-1]), labels.reshape(-1)
     if torch.is_autocast_enabled(h.device.type):  # run the products in the autocast dtype, as nn.Linear would
         dtype = torch.get_autocast_dtype(h.device.type)
@@ -43,12 +49,12 @@ def lm_cross_entropy(h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor
         h2, y = F.pad(h2, (0, 0, 0, pad)), F.pad(y, (0, pad), value=IGNORE)
     rows = max(ALIGN, chunk_bytes // (4 * weight.shape[0]) // ALIGN * ALIGN)
     with torch.autocast(h.device.type, enabled=False):
-        return _LMCrossEntropy.apply(h2, weight, bias, y, rows)
+        return _LMCrossEntropy.apply(h2, weight, bias, y, rows, label_smoothing)
 
 
 class _LMCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, bias, labels, rows):
+    def forward(ctx, h, weight, bias, labels, rows, smoothing):
         need_grad = any(ctx.needs_input_grad[:3])
         valid = labels != IGNORE
         count = valid.sum().clamp(min=1)
@@ -73,6 +79,8 @@ class _LMCrossEntropy(torch.autograd.Function):
                 logits.copy_(out)
             target = yc.clamp(min=0).unsqueeze(0)  # (1, n)
             picked = logits.gather(0, target)  # (1, n): the label's logit
+            if smoothing:  # the label's share goes to 1 − ε, the mean logit takes ε
+                picked = (1 - smoothing) * picked + smoothing * logits.mean(0, keepdim=True)
             top = logits.amax(0, keepdim=True)  # (1, n): shifts exp into range
             p = logits.sub_(top).exp_()  # exp(z − max), in place of the logits
             total = p.sum(0, keepdim=True)  # (1, n)
@@ -81,7 +89,9 @@ class _LMCrossEntropy(torch.autograd.Function):
                 continue
             scale = (vc / count).unsqueeze(0)  # (1, n); uncounted rows become 0
             p.mul_(scale / total)  # ∂ mean loss / ∂ logits = (softmax − one-hot) / count
-            p.scatter_add_(0, target, -scale)
+            p.scatter_add_(0, target, -scale * (1 - smoothing))
+            if smoothing:
+                p.sub_(scale * (smoothing / V))
             pc = p if low is None else out.copy_(p)
             if grad_h is not None:
                 torch.mm(pc.T, weight, out=grad_h[start:start + rows])
@@ -101,4 +111,4 @@ class _LMCrossEntropy(torch.autograd.Function):
         w_dtype, b_dtype = ctx.dtypes
         return (grad_h * grad_out if grad_h is not None else None,
                 (grad_w * grad_out).to(w_dtype) if grad_w is not None else None,
-                (grad_b * grad_out).to(b_dtype) if grad_b is not None else None, None, None)
+                (grad_b * grad_out).to(b_dtype) if grad_b is not None else None, None, None, None)

@@ -1,8 +1,9 @@
 from . import bert, gpt, gpt2  # noqa: F401  (explicit list: each member registers on import)
-from . import transformer_xl, xlnet  # noqa: F401  (the autoregressive branch, parents first)
 from . import albert, bert_wwm, distilbert, electra, ernie, nezha, roberta  # noqa: F401  (the BERT family, parents first)
 from . import xlm  # noqa: F401  (cross-lingual)
-from . import unilm  # noqa: F401  (the autoregressive branch)
+from . import transformer_xl, xlnet, unilm  # noqa: F401  (the autoregressive branch, parents first)
+from . import seq2seq  # noqa: F401  (encoder–decoders, the body first)
+from . import bart, mass, t5  # noqa: F401
 from . import ngram  # noqa: F401  (the lineage before the Transformer, parents first)
 from . import ffnn  # noqa: F401
 from . import rnn  # noqa: F401

@@ -59,7 +59,7 @@ def _from_hf_config(d: dict) -> GptConfig:
                 "tokenizer": ["BPE"],
                 "heads": ["task input transformations: [start] text [extract], premise [delim] hypothesis"]},
           config=GptConfig, objective="clm", tokenizer="bpe",
-          kind="decoder", influences=("sa-lstm", "awd-lstm", "elmo"))
+          kind="decoder", influences=("transformer", "sa-lstm", "awd-lstm", "elmo"))
 class Gpt(Transformer):
     config_class = GptConfig
     hf = HFLayout(

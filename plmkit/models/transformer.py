@@ -83,6 +83,7 @@ class ModelOutput:
     attentions: tuple[torch.Tensor, ...] | None = None  # L × (B, N, T, T)
     loss: torch.Tensor | None = None  # when the forward was given labels and computes its own loss
     mems: tuple[torch.Tensor, ...] | None = None  # L × (B, M, H): memory for the next segment (Transformer-XL)
+    encoder_last_hidden_state: torch.Tensor | None = None  # (B, S, H): an encoder-decoder's source states
 
 
 class Transformer(nn.Module):
@@ -159,6 +160,7 @@ class Transformer(nn.Module):
             positions, key_mask = cache.extend(T, attention_mask, block)  # (B, T), (B, T, S) or None
         else:
             key_mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
+        key_mask = self.layer_mask(key_mask, T, end)
         x = self.embed(input_ids, token_type_ids, positions)
         hidden, attentions = [x], []
         stack = self.stack()
@@ -173,6 +175,12 @@ class Transformer(nn.Module):
         return ModelOutput(last_hidden_state=x,
                            hidden_states=tuple(hidden) if output_hidden_states else None,
                            attentions=tuple(attentions) if output_attentions else None)
+
+    def layer_mask(self, key_mask: torch.Tensor | None, queries: int, keys: int) -> torch.Tensor | None:
+        """The mask every layer reads, from the padding mask ((B, S) or (B, T, S) bool, or None) for the last
+        `queries` of `keys` positions: a member whose positions enter the attention scores (T5's bias, shared
+        by all layers) returns them here as a float (B|1, N, T, S) mask."""
+        return key_mask
 
     def new_cache(self, batch_size: int, max_length: int) -> KVCache:
         """Buffers for `max_length` positions of keys and values in every block the stack runs (a shared

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..errors import PlmkitError
 from .base import Objective
 from .clm import CausalLM
+from .denoising import MaskedSpan, SpanCorruption, TextInfilling
 from .ernie import KnowledgeMaskedLM
 from .mlm import MaskedLM, MaskedLMWithNSP
 from .plm import PermutationLM
@@ -23,8 +24,9 @@ from .unilm import UnifiedLM
 from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
-                                                                MaskedLMWithSOP, PermutationLM, RecurrentCausalLM,
-                                                                ReplacedTokenDetection, SimCSE, Translation,
+                                                                MaskedLMWithSOP, MaskedSpan, PermutationLM,
+                                                                RecurrentCausalLM, ReplacedTokenDetection, SimCSE,
+                                                                SpanCorruption, TextInfilling, Translation,
                                                                 TranslationAnyDirection, TranslationMaskedLM, UnifiedLM,
                                                                 WholeWordMaskedLM)}
 
@@ -35,6 +37,7 @@ def get_objective(name: str) -> type[Objective]:
     return OBJECTIVES[name]
 
 
-__all__ = ["OBJECTIVES", "CausalLM", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "Objective",
-           "PermutationLM", "RecurrentCausalLM", "ReplacedTokenDetection", "SimCSE", "Translation",
-           "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM", "WholeWordMaskedLM", "get_objective"]
+__all__ = ["OBJECTIVES", "CausalLM", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "MaskedSpan",
+           "Objective", "PermutationLM", "RecurrentCausalLM", "ReplacedTokenDetection", "SimCSE", "SpanCorruption",
+           "TextInfilling", "Translation", "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM",
+           "WholeWordMaskedLM", "get_objective"]

@@ -9,6 +9,7 @@ from ..data.pretrain import StepSampler
 
 class Objective:
     name: str = ""
+    special_tokens: tuple[str, ...] = ()  # tokens it needs in the vocabulary (T5's sentinels); pretrain adds them
 
     def __init__(self, tokenizer, seq_len: int, seed: int = 0):
         self.tokenizer, self.seq_len, self.seed = tokenizer, seq_len, seed

@@ -55,10 +55,16 @@ class Translation(Objective):
                 "target_lang": tgt}
 
     def step(self, model, batch):
-        out = model(batch["input_ids"], batch["attention_mask"], decoder_input_ids=batch["decoder_input_ids"],
-                    target_lang=batch["target_lang"])
-        logits = out.logits  # (B, U, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].reshape(-1))
+        if self.any_direction:  # LASER's decoder is told the language to write
+            out = model(batch["input_ids"], batch["attention_mask"], decoder_input_ids=batch["decoder_input_ids"],
+                        target_lang=batch["target_lang"])
+        else:  # a model that takes labels computes the loss itself, without the (B, U, V) logits
+            out = model(batch["input_ids"], batch["attention_mask"], decoder_input_ids=batch["decoder_input_ids"],
+                        labels=batch["labels"])
+        loss = out.loss
+        if loss is None:
+            logits = out.logits  # (B, U, V)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].reshape(-1))
         return {"loss": loss, "tokens": int((batch["labels"] != -100).sum() + batch["attention_mask"].sum())}
 
 

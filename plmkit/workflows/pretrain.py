@@ -100,6 +100,7 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
             log.info("training a %s tokenizer (vocab %d) on %s", member.tokenizer, data.vocab_size, ", ".join(corpus))
             tokenizer = train_tokenizer(member.tokenizer, corpus, data.vocab_size)
         if rank == 0:
+            _add_objective_tokens(member, tokenizer)  # T5's sentinels, after the trained vocabulary
             with building_dir(tok_dir) as tmp:
                 tokenizer.save(tmp)
             fault("tokenizer")
@@ -113,6 +114,8 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
         fit_to["pad_token_id"] = tokenizer.pad_id  # a member with a pad id takes the tokenizer's (0 or 1)
     if "mask_token_id" in member.config_cls.field_names() and tokenizer.mask_id is not None:
         fit_to["mask_token_id"] = tokenizer.mask_id  # a member that generates at a [MASK] (UniLM)
+    if hasattr(member.config_cls, "token_ids"):  # an encoder–decoder's start and end tokens
+        fit_to.update(member.config_cls.token_ids(tokenizer))
     config = start.config if start else member.config_cls.preset(size, source=config_file, **{**fit_to, **model_over})
     if config.vocab_size < tokenizer.vocab_size:
         raise PlmkitError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's embedding has only "
@@ -220,6 +223,19 @@ def _fit(member, config, corpus, tokens, tokenizer, out: Path, size: str, data: 
         save_model(net, out, tokenizer, {"pretraining": {"corpus": summary["corpus"], "objective": member.objective}})
         atomic_write(out / "run.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _add_objective_tokens(member: family.Member, tokenizer) -> list[str]:
+    """Add the special tokens the member's objective needs (T5's sentinels) where the tokenizer lacks them;
+    returns those added. They go after the trained vocabulary, in a fixed order, so a resumed run gets the
+    same ids."""
+    from ..objectives import OBJECTIVES
+
+    needed = getattr(OBJECTIVES.get(member.objective), "special_tokens", ())
+    missing = [t for t in needed if tokenizer.token_to_id(t) is None]
+    if missing:
+        tokenizer.backend.add_special_tokens(missing)
+    return missing
 
 
 def _check_same_run(path: Path, run: dict, resume: bool) -> None:

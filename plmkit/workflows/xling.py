@@ -5,7 +5,11 @@
   retrieval.jsonl       `heldout` verse pairs {"en", "zh"} for bitext retrieval;
   task.jsonl            a labelled task in both languages: each verse's section of the canon (the
                         quickstart's six sections), `per_section` train and test verses per section,
-                        {"en", "zh", "label", "split"}: train in one language, test in the other.
+                        {"en", "zh", "label", "split"}: train in one language, test in the other;
+  translate-{train,dev,test}.jsonl  English → Chinese translation for the encoder–decoders,
+                        {"source": KJV verse, "target": CUV verse}: dev (a fifth) and test from the held-out
+                        verses, `translate_train` training pairs from the rest (their text is in the
+                        bitext; the pairing is what fine-tuning adds).
 `evaluate` scores one model directory on them; `compare` pre-trains several members on the same bitext
 with the same settings (equal steps, batch and sequence length) and scores each.
 """
@@ -32,7 +36,8 @@ MODEL = {"xlm": dict(num_layers=2, hidden_size=128, num_heads=4, intermediate_si
          "laser": dict(num_layers=2, embedding_size=128, hidden_size=128)}
 
 
-def prepare(out: str | Path, heldout: int = 1000, per_section: int = 50, seed: int = 0) -> Path:
+def prepare(out: str | Path, heldout: int = 1000, per_section: int = 50, seed: int = 0,
+            translate_train: int = 5000) -> Path:
     """Write the split described in the module docstring into `out`; returns `out`."""
     from ..data.parallel import bible
 
@@ -61,6 +66,12 @@ def prepare(out: str | Path, heldout: int = 1000, per_section: int = 50, seed: i
     (out / "task.jsonl").write_text("".join(json.dumps({"en": en[i], "zh": zh[i], "label": lab, "split": s},
                                                        ensure_ascii=False) + "\n" for i, lab, s in task),
                                     encoding="utf-8")
+    splits = {"train": rng.sample(keep, min(translate_train, len(keep))), "dev": retrieval[: heldout // 5],
+              "test": retrieval[heldout // 5:]}
+    for split, verses in splits.items():
+        (out / f"translate-{split}.jsonl").write_text(
+            "".join(json.dumps({"source": en[i], "target": zh[i]}, ensure_ascii=False) + "\n" for i in verses),
+            encoding="utf-8")
     return out
 
 
