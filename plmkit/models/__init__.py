@@ -1,5 +1,6 @@
 from . import bert, gpt, gpt2  # noqa: F401  (explicit list: each member registers on import)
 from . import albert, bert_wwm, distilbert, electra, ernie, nezha, roberta  # noqa: F401  (the BERT family, parents first)
+from . import ernie_thu  # noqa: F401  (knowledge fusion)
 from . import xlm  # noqa: F401  (cross-lingual)
 from . import ngram  # noqa: F401  (the lineage before the Transformer, parents first)
 from . import ffnn  # noqa: F401

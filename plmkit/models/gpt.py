@@ -108,13 +108,14 @@ class Gpt(Transformer):
                 token_type_ids: torch.Tensor | None = None, *, logits_at: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, output_hidden_states: bool = False,
                 output_attentions: bool = False, attn_impl: str = "sdpa",
-                position_ids: torch.Tensor | None = None) -> ModelOutput:
+                position_ids: torch.Tensor | None = None, **inputs) -> ModelOutput:
         """logits_at: optional (B, T) bool; when given, logits are (M, V) at its M True positions only,
         which saves the vocabulary projection everywhere else. labels: optional target ids, (B, T) or (M,)
         with `logits_at` (-100 = not counted); when given, `loss` is their mean cross-entropy, computed
-        chunk by chunk without the logits (plmkit.layers.lm_loss), and `logits` is None."""
+        chunk by chunk without the logits (plmkit.layers.lm_loss), and `logits` is None. inputs: further
+        inputs a member's `encode` reads (ERNIE-THU's entity_ids)."""
         out = self.encode(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
-                          attn_impl, position_ids=position_ids)
+                          attn_impl, position_ids=position_ids, **inputs)
         h = out.last_hidden_state if logits_at is None else out.last_hidden_state[logits_at]
         if labels is not None:
             weight, bias = self.lm_decoder()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..errors import PlmkitError
 from .base import Objective
 from .clm import CausalLM
+from .dea import DenoisingEntityAutoencoder
 from .ernie import KnowledgeMaskedLM
 from .mlm import MaskedLM, MaskedLMWithNSP
 from .rtd import ReplacedTokenDetection
@@ -18,8 +19,9 @@ from .tlm import TranslationMaskedLM
 from .translation import Translation, TranslationAnyDirection
 from .wwm import WholeWordMaskedLM
 
-OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
-                                                                MaskedLMWithSOP, ReplacedTokenDetection, Translation,
+OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, DenoisingEntityAutoencoder, KnowledgeMaskedLM,
+                                                                MaskedLM, MaskedLMWithNSP, MaskedLMWithSOP,
+                                                                ReplacedTokenDetection, Translation,
                                                                 TranslationAnyDirection, TranslationMaskedLM,
                                                                 WholeWordMaskedLM)}
 
@@ -30,6 +32,6 @@ def get_objective(name: str) -> type[Objective]:
     return OBJECTIVES[name]
 
 
-__all__ = ["OBJECTIVES", "CausalLM", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "Objective",
+__all__ = ["OBJECTIVES", "CausalLM", "DenoisingEntityAutoencoder", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "Objective",
            "ReplacedTokenDetection", "Translation", "TranslationAnyDirection", "TranslationMaskedLM",
            "WholeWordMaskedLM", "get_objective"]

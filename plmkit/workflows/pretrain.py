@@ -35,6 +35,7 @@ class DataOptions:
     tokenizer: str | None = None  # an existing tokenizer (directory or tokenizer.json) instead of training one
     workers: int | None = None  # processes for corpus → shards
     lexicon: str | None = None  # phrases / entities, one per line, for objectives that mask them (ERNIE)
+    kb: str | None = None  # a knowledge-base directory (`plmkit knowledge prepare`) for ERNIE-THU's entities
 
     @classmethod
     def from_dict(cls, d: dict, source=None) -> "DataOptions":
@@ -105,7 +106,10 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     if rank == 0 and not (tok_dir / "tokenizer.json").exists():
         tokenizer.save(tok_dir)
 
+    objective = None if hasattr(member.model_cls, "fit") else _objective(member, tokenizer, data, train_cfg, config_file)
     fit_to = {"vocab_size": tokenizer.vocab_size}
+    if hasattr(objective, "model_fields"):  # an objective whose data sizes part of the model (ERNIE-THU's KB)
+        fit_to.update(objective.model_fields())
     if "max_positions" in member.config_cls.field_names():  # members without positions read any length
         fit_to["max_positions"] = max(data.seq_len, 512)
     if getattr(member.config_cls, "pad_token_id", None) is not None and tokenizer.pad_id is not None:
@@ -125,11 +129,6 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     if hasattr(member.model_cls, "fit"):  # a member estimated in one pass (counts), not trained by steps
         return _fit(member, config, corpus, tokens, tokenizer, out, size, data, rank)
 
-    objective_cls = get_objective(member.objective)
-    options = {"lexicon": data.lexicon} if data.lexicon else {}
-    if options and "lexicon" not in inspect.signature(objective_cls).parameters:
-        raise PlmkitError(f"the {member.objective} objective of {member.name} takes no lexicon", path=config_file)
-    objective = objective_cls(tokenizer, data.seq_len, seed=train_cfg.seed, **options)
     dataset = objective.dataset(tokens)
     if len(dataset) == 0:
         raise PlmkitError(f"the corpus gives no training sequence of {data.seq_len} tokens", path=corpus[0])
@@ -139,6 +138,8 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
 
     torch.manual_seed(train_cfg.seed)  # same initial weights on every rank and every run
     net = start.model() if start else member.model_cls(config)
+    if not start and hasattr(objective, "attach"):
+        objective.attach(net)  # what the objective's data gives the model (ERNIE-THU: entity vectors, linker)
     info = {"pretraining": {"corpus": [str(Path(c).resolve()) for c in corpus], "size": size,
                             "objective": member.objective, "seq_len": data.seq_len, "train": train_cfg.to_dict()}}
     if start:  # the stages so far, oldest first: what this model has been pre-trained on
@@ -158,6 +159,16 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     trainer = Trainer(net, dataset, sampler, objective.collate, objective.step, train_cfg, out,
                       save_fn=lambda m, d: save_model(m, d, tokenizer, info), run_info=run)
     return trainer.train(resume=resume)
+
+
+def _objective(member, tokenizer, data: DataOptions, train_cfg, config_file):
+    """The member's objective, given the [data] options it takes (a lexicon, a knowledge base)."""
+    objective_cls = get_objective(member.objective)
+    options = {k: v for k, v in (("lexicon", data.lexicon), ("kb", data.kb)) if v}
+    for option in options:
+        if option not in inspect.signature(objective_cls).parameters:
+            raise PlmkitError(f"the {member.objective} objective of {member.name} takes no {option}", path=config_file)
+    return objective_cls(tokenizer, data.seq_len, seed=train_cfg.seed, **options)
 
 
 @dataclasses.dataclass
