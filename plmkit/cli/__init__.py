@@ -10,12 +10,12 @@ import logging
 import sys
 
 from ..errors import PlmkitError
-from . import analyze, bench, family, finetune, generate, knowledge, lineage, papers, pretrain, xling
+from . import analyze, bench, family, finetune, generate, grover, knowledge, lineage, papers, pretrain, xling
 
 EXIT_USAGE = 2
 
 # The order of the groups is the order of `plmkit --help`.
-GROUPS = (pretrain, family, papers, generate, bench, finetune, lineage, xling, knowledge, analyze)
+GROUPS = (pretrain, family, papers, generate, bench, finetune, lineage, xling, knowledge, grover, analyze)
 
 
 def build_parser() -> argparse.ArgumentParser:

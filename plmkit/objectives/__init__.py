@@ -12,6 +12,7 @@ from .base import Objective
 from .clm import CausalLM
 from .dea import DenoisingEntityAutoencoder
 from .ernie import KnowledgeMaskedLM
+from .fields import FieldOrderedLM
 from .mlm import MaskedLM, MaskedLMWithNSP
 from .rtd import ReplacedTokenDetection
 from .sop import MaskedLMWithSOP
@@ -19,11 +20,10 @@ from .tlm import TranslationMaskedLM
 from .translation import Translation, TranslationAnyDirection
 from .wwm import WholeWordMaskedLM
 
-OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, DenoisingEntityAutoencoder, KnowledgeMaskedLM,
-                                                                MaskedLM, MaskedLMWithNSP, MaskedLMWithSOP,
-                                                                ReplacedTokenDetection, Translation,
-                                                                TranslationAnyDirection, TranslationMaskedLM,
-                                                                WholeWordMaskedLM)}
+OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (
+    CausalLM, DenoisingEntityAutoencoder, FieldOrderedLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
+    MaskedLMWithSOP, ReplacedTokenDetection, Translation, TranslationAnyDirection, TranslationMaskedLM,
+    WholeWordMaskedLM)}
 
 
 def get_objective(name: str) -> type[Objective]:
@@ -32,6 +32,6 @@ def get_objective(name: str) -> type[Objective]:
     return OBJECTIVES[name]
 
 
-__all__ = ["OBJECTIVES", "CausalLM", "DenoisingEntityAutoencoder", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "Objective",
+__all__ = ["OBJECTIVES", "CausalLM", "DenoisingEntityAutoencoder", "FieldOrderedLM", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "Objective",
            "ReplacedTokenDetection", "Translation", "TranslationAnyDirection", "TranslationMaskedLM",
            "WholeWordMaskedLM", "get_objective"]

@@ -103,6 +103,12 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
             train_tokenizer(member.tokenizer, corpus, data.vocab_size, out_dir=tok_dir)
         _barrier()
         tokenizer = load_tokenizer(tok_dir)
+    added = () if start or hasattr(member.model_cls, "fit") else getattr(get_objective(member.objective),
+                                                                         "added_tokens", ())
+    if any(tokenizer.token_to_id(t) is None for t in added):  # the objective's own tokens (Grover's fields)
+        tokenizer.backend.add_special_tokens(list(added))
+        if rank == 0:
+            tokenizer.save(tok_dir)
     if rank == 0 and not (tok_dir / "tokenizer.json").exists():
         tokenizer.save(tok_dir)
 
