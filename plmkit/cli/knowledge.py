@@ -29,7 +29,7 @@ def add_commands(sub) -> None:
     cmp.add_argument("--corpus", nargs="+", required=True, metavar="F")
     cmp.add_argument("--kb", required=True, metavar="DIR", help="what `plmkit knowledge prepare` wrote")
     cmp.add_argument("--out", required=True, metavar="DIR")
-    cmp.add_argument("--steps", type=int, help="pre-training steps per member (default 1000)")
+    cmp.add_argument("--steps", type=int, help="pre-training steps per member (default 600)")
     cmp.add_argument("--json", action="store_true")
     cmp.set_defaults(func=_cmd_compare)
 

@@ -26,14 +26,14 @@ from ..errors import PlmkitError
 log = logging.getLogger("plmkit")
 
 LABELS = ("human", "machine")
-SETTINGS = dict(steps=700, batch_size=32, seq_len=128, vocab_size=4000, lr=2e-3, verses=3, heldout=400)
+SETTINGS = dict(steps=500, batch_size=32, seq_len=128, vocab_size=4000, lr=2e-3, verses=3, heldout=240)
 MODEL = dict(num_layers=2, hidden_size=128, num_heads=4, intermediate_size=512)
 TOP_P = (0.8, 0.9, 0.95, 1.0)
 DETECTORS = ("grover", "bert", "scratch")
 FINETUNE = dict(epochs=5, lr=5e-4, batch_size=16, max_length=160)
 
 
-def prepare(out: str | Path, verses: int = 3, heldout: int = 400, seed: int = 0) -> Path:
+def prepare(out: str | Path, verses: int = 3, heldout: int = 240, seed: int = 0) -> Path:
     """Write train.txt, train.jsonl and heldout.jsonl into `out` (articles of `verses` verses, `heldout` of
     them drawn with `seed` and kept out of train)."""
     out = Path(out)

@@ -37,8 +37,8 @@ TEMPLATES = {"hypernym": ("[X] is a kind of [Y].", "[X] is not a kind of [Y]."),
              "member_holonym": ("[X] is a member of the [Y].", "[X] is not a member of the [Y]."),
              "antonym": ("the opposite of [X] is [Y].", "the opposite of [X] is not [Y].")}
 TRANSE = dict(dim=100, steps=3000, batch_size=512, lr=0.01, margin=1.0)
-SETTINGS = dict(steps=1000, batch_size=32, seq_len=128, vocab_size=8000, lr=1e-3)
-MODEL = dict(num_layers=4, hidden_size=128, num_heads=4, intermediate_size=512)  # ernie-thu: 2 + 2 aggregators
+SETTINGS = dict(steps=600, batch_size=32, seq_len=64, vocab_size=8000, lr=2e-3)
+MODEL = dict(num_layers=2, hidden_size=128, num_heads=4, intermediate_size=512)  # ernie-thu: 1 + 1 aggregator
 MEMBERS = ("bert", "ernie-thu")
 
 
@@ -80,7 +80,7 @@ def train_transe(kb: KnowledgeBase, out: Path, s: dict, seed: int = 0) -> dict:
     model = TransE(len(kb.entities), len(relations), s["dim"])
     objective = TransEObjective(len(kb.entities), s["margin"])
     cfg = TrainConfig(steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"], weight_decay=0.0, seed=seed,
-                      log_every=100, schedule="constant", device="cpu")
+                      log_every=s.get("log_every", 100), schedule="constant", device="cpu")
     summary = Trainer(model, Triples(triples), StepSampler(len(triples), cfg.batch_size, seed), objective.collate,
                       objective.step, cfg, out / "transe", save_fn=lambda m, d: None,
                       run_info={"model": "transe", "entities": len(kb.entities), "relations": relations}).train()
