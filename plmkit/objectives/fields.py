@@ -10,8 +10,8 @@ metadata other than the headline dropped with probability 10 %. Each part keeps 
 sequence is `sep context target sep` (the document separator ends and begins an article, as in plmkit's
 packed CLM), at most seq_len + 1 tokens: a body too long for the room left is cut (its end token kept) so
 the fields after it still fit (the authors cut so with probability 0.2, else let the window end inside
-the body); right-padded; the loss is the next-token cross-entropy over
-every real token (Grover trains on all of them).
+the body); right-padded; the loss is CLM's next-token cross-entropy over
+every real token (Grover trains on all of them; padding is labelled -100).
 
 Generation then conditions on any fields and asks for any other: the context fields in canonical order,
 then the target's begin token (plmkit.workflows.grover).
@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data.articles import FIELD_TOKENS, FIELDS, begin
 from ..errors import PlmkitError
-from .base import Objective
+from .clm import CausalLM
 
 
 class Articles:
@@ -59,7 +58,9 @@ class Articles:
         return fields
 
 
-class FieldOrderedLM(Objective):
+class FieldOrderedLM(CausalLM):
+    """CLM's loss (and step) over field-ordered articles instead of packed windows."""
+
     name = "fields"
     added_tokens = FIELD_TOKENS
     unconditional_prob, canonical_prob, dropout_prob = 0.35, 0.15, 0.1  # the authors' settings
@@ -108,11 +109,3 @@ class FieldOrderedLM(Objective):
         labels = w[:, 1:].clone()
         labels[torch.arange(1, T)[None, :] >= torch.tensor([len(r) for r in rows])[:, None]] = -100  # padding
         return {"input_ids": w[:, :-1], "labels": labels}
-
-    def step(self, model, batch):
-        out = model(batch["input_ids"], labels=batch["labels"])
-        loss = out.loss
-        if loss is None:
-            logits = out.logits  # (B, T, V)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].reshape(-1))
-        return {"loss": loss, "tokens": int((batch["labels"] != -100).sum())}
