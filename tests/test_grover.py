@@ -139,3 +139,20 @@ def test_detect_command_prints_the_machine_probability(generator, tmp_path, caps
     assert printed[0]["machine"] == pytest.approx(probs[0], abs=1e-5)
     assert main(["detect", "--model", str(d / "run"), "--text", "x"]) == 2  # a generator is no detector
     assert "not a fine-tuned model directory" in capsys.readouterr().err
+
+
+def test_grover_directory_is_a_transformers_gpt2(tmp_path):
+    import transformers
+
+    from plmkit.interop.hf import save_model
+    from plmkit.models.grover import Grover, GroverConfig
+
+    torch.manual_seed(0)
+    model = Grover(GroverConfig(vocab_size=99, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+                                max_positions=64)).eval()
+    save_model(model, tmp_path)
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    x = torch.randint(0, 99, (2, 11), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (model(x).logits - hf(x).logits).abs().max() < 1e-4
+    assert type(plmkit.load(tmp_path)) is Grover

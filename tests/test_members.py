@@ -27,6 +27,7 @@ CASES = {
     "ernie": ("ernie", {}),
     "nezha": ("nezha", {"max_relative_distance": 5}),
     "xlm": ("xlm", {}),  # its transformers parity needs language ids: tests/test_xling.py
+    "ernie-thu": ("ernie-thu", {"entity_size": 8, "entity_heads": 2, "entity_vocab_size": 5}),  # tests/test_knowledge.py
 }
 # case → (HF class, the HF output field that holds plmkit's `logits`); NEZHA is no longer in transformers
 HF = {

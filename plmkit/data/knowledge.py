@@ -244,8 +244,9 @@ class EntityLinker:
     @classmethod
     def from_tensors(cls, ids: torch.Tensor, entities: torch.Tensor, continues: torch.Tensor) -> "EntityLinker":
         rows = ids.tolist()
-        return cls({tuple(t for t in r if t >= 0): int(e) for r, e in zip(rows, entities.tolist())},
-                   continues.bool().cpu())
+        table = {tuple(t for t in r if t >= 0): int(e) for r, e in zip(rows, entities.tolist())}
+        table.pop((), None)  # an unfilled row of a model built without a KB
+        return cls(table, continues.bool().cpu())
 
     def link(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, T) token ids → (B, T) entity ids (0 = none), longest whole-word match first."""

@@ -1,5 +1,4 @@
-"""ERNIE (Tsinghua) = BERT + TransE entity embeddings of a knowledge graph + aggregator layers fusing each token
-with its aligned entity + the denoising entity auto-encoder (dEA). Zhang et al. 2019, arXiv:1905.07129.
+"""ERNIE (Tsinghua) = BERT + TransE entity vectors + aggregators fusing tokens and entities + dEA. Zhang et al. 2019, arXiv:1905.07129.
 
 "ERNIE: Enhanced Language Representation with Informative Entities" (not Baidu's ERNIE, `ernie`). §3.2:
 the lower `num_layers − knowledge_layers` layers are BERT's (the T-Encoder); the upper `knowledge_layers`

@@ -1,5 +1,4 @@
-"""Grover = GPT-2 + articles as metadata fields (domain, date, authors, headline, body) with begin/end tokens,
-modelled in canonical order after a random context/target split. Zellers et al. 2019, arXiv:1905.12616.
+"""Grover = GPT-2 + articles as fields (domain, date, authors, headline, body) in canonical order. Zellers et al. 2019, arXiv:1905.12616.
 
 "Defending Against Neural Fake News". §3: an article is p(domain, date, authors, headline, body); the model
 is GPT-2's, the change is the data — every field wrapped in its own tokens, and at training time a random
