@@ -50,21 +50,21 @@ def _cmd_prepare(a) -> int:
 
 
 def table(report: dict) -> str:
+    """Per relation P@10 and MRR, and the means over relations (P@1, P@10, MRR)."""
     rows = report["rows"]
     relations = sorted({r for row in rows for r in row["relations"]})
-    fmt = lambda v: "   —" if v is None else f"{v:.3f}"  # noqa: E731
-    head = f"{'model':<10} {'params':>8} {'train s':>8} {'loss':>6} " + " ".join(f"{r[:14]:>14}" for r in relations) \
-        + f" {'mean P@1':>9} {'mean P@10':>9}"
-    lines = [head, f"{'':<35}" + " ".join(f"{'P@1 / P@10':>14}" for _ in relations)]
+    fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [f"{'model':<10} {'params':>7} {'train s':>7} {'loss':>5} " + " ".join(f"{r[:15]:>15}" for r in relations)
+             + f" {'P@1':>6} {'P@10':>6} {'MRR':>6}",
+             f"{'':<33}" + " ".join(f"{'P@10 / MRR':>15}" for _ in relations) + f" {'mean over relations':>20}"]
     for row in rows:
-        cells = [f"{fmt(row['relations'][r]['p@1'])}/{fmt(row['relations'][r]['p@10'])}" for r in relations]
-        lines.append(f"{row['member']:<10} {row['parameters'] / 1e6:>7.2f}M {row['train_s']:>8.0f} "
-                     f"{row['final_loss']:>6.2f} " + " ".join(f"{c:>14}" for c in cells)
-                     + f" {fmt(row['mean']['p@1']):>9} {fmt(row['mean']['p@10']):>9}")
-    n = {r: rows[0]["relations"][r]["n"] for r in relations}
-    lines.append("facts scored: " + ", ".join(f"{r} {n[r]}" for r in relations)
-                 + f"; {report['settings']['steps']} steps of {report['settings']['batch_size']} × "
-                 f"{report['settings']['seq_len']} tokens each")
+        cells = [f"{fmt(row['relations'][r]['p@10'])} / {fmt(row['relations'][r]['mrr'])}" for r in relations]
+        lines.append(f"{row['member']:<10} {row['parameters'] / 1e6:>6.2f}M {row['train_s']:>7.0f} "
+                     f"{row['final_loss']:>5.2f} " + " ".join(f"{c:>15}" for c in cells)
+                     + "".join(f" {fmt(row['mean'][k]):>6}" for k in ("p@1", "p@10", "mrr")))
+    s = report["settings"]
+    lines.append("facts scored: " + ", ".join(f"{r} {rows[0]['relations'][r]['n']}" for r in relations)
+                 + f"; each model {s['steps']} steps of {s['batch_size']} × {s['seq_len']} tokens")
     return "\n".join(lines)
 
 

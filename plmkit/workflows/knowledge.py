@@ -160,7 +160,7 @@ def compare(corpus: list[str], kb: str | Path, out: str | Path, members: tuple[s
                      "trainable": sum(p.numel() for p in loaded.model.parameters() if p.requires_grad),
                      "train_s": summary.get("seconds"), "final_loss": summary.get("final_loss"),
                      "scored": probe["scored"], "mean": probe["mean"],
-                     "relations": {r: {k: v[k] for k in ("n", "p@1", "p@10")} for r, v in probe["relations"].items()}})
+                     "relations": {r: {k: v[k] for k in ("n", "p@1", "p@10", "mrr")} for r, v in probe["relations"].items()}})
     report = {"corpus": [str(Path(c).resolve()) for c in corpus], "kb": str(kb.resolve()), "settings": s,
               "model": arch, "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
