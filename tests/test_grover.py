@@ -156,3 +156,16 @@ def test_grover_directory_is_a_transformers_gpt2(tmp_path):
     with torch.no_grad():
         assert (model(x).logits - hf(x).logits).abs().max() < 1e-4
     assert type(plmkit.load(tmp_path)) is Grover
+
+
+def test_grover_generate_command(generator, capsys):
+    d, _ = generator
+    args = ["grover", "generate", "--model", str(d / "run"), "--field", "domain=Law", "--max-new-tokens", "8",
+            "--seed", "0", "--top-p", "0.9"]
+    assert main(args + ["--field", "headline=Genesis", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["domain"] == "Law" and printed["headline"] == "Genesis" and isinstance(printed["body"], str)
+    assert main(args + ["--field", "headline"]) == 2
+    assert "NAME=TEXT" in capsys.readouterr().err
+    assert main(args + ["--target", "summary"]) == 2
+    assert "unknown field" in capsys.readouterr().err

@@ -224,3 +224,20 @@ def test_cloze_facts_follow_wordnet_relations(wordnet, kb_dir):
     assert ("antonym", "hot", "cold") in got
     assert ("part_holonym", "tail", "dog") in got
     assert all("[X]" in f["template"] and "[Y]" in f["template"] for f in facts)
+
+
+def test_knowledge_prepare_command_and_its_errors(wordnet, kb_dir, tmp_path, capsys):
+    from plmkit.cli import main
+
+    args = ["knowledge", "prepare", "--corpus", str(kb_dir / "text.txt"), "--wordnet", str(wordnet),
+            "--transe-steps", "10", "--dim", "8", "--out"]
+    assert main(args + [str(tmp_path / "kb")]) == 0
+    out = capsys.readouterr().out
+    assert "triples over" in out and "hypernym" in out
+    facts = [json.loads(line) for line in (tmp_path / "kb" / "facts.jsonl").read_text().splitlines()]
+    assert facts and json.loads((tmp_path / "kb" / "kb.json").read_text())["transe"]["steps"] == 10
+    assert main(args[:5] + [str(tmp_path)] + args[6:] + [str(tmp_path / "bad")]) == 2  # not a WordNet directory
+    assert "not a WordNet database" in capsys.readouterr().err
+    assert main(["pretrain", "--model", "ernie-thu", "--corpus", str(kb_dir / "text.txt"), "--out",
+                 str(tmp_path / "run"), "--kb", str(tmp_path), "--tokenizer", str(kb_dir / "tok")]) == 2
+    assert "not a knowledge-base directory" in capsys.readouterr().err
