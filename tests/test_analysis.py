@@ -207,7 +207,7 @@ def test_cloze_ranks_the_vocabulary_at_the_slot(fx):
         loaded.model.mlm_bias[the] = 100.0  # every masked slot now predicts "the"
     res = cloze.run(loaded, fx, facts)
     assert res["relations"]["custom"] == {**res["relations"]["custom"], "n": 1, "skipped": 1, "p@1": 1.0,
-                                          "negated_p@1": 1.0, "same_top1_negated": 1.0}
+                                          "mrr": 1.0, "negated_p@1": 1.0, "same_top1_negated": 1.0}
     assert res["relations"]["family"]["p@1"] == 0.0 and res["mode"] == "masked"
     gpt = inputs.load(fx / "gpt")
     lp = cloze.rank(gpt.model, gpt.tokenizer, ["God made the [Y]."])

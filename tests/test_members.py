@@ -28,6 +28,7 @@ CASES = {
     "nezha": ("nezha", {"max_relative_distance": 5}),
     "xlm": ("xlm", {}),  # its transformers parity needs language ids: tests/test_xling.py
     "unilm": ("unilm", {}),
+    "ernie-thu": ("ernie-thu", {"entity_size": 8, "entity_heads": 2, "entity_vocab_size": 5}),  # tests/test_knowledge.py
 }
 # case → (HF class, the HF output field that holds plmkit's `logits`); NEZHA is no longer in transformers, and
 # UniLM's checkpoints are BERT's (tests/test_unilm.py checks its four masks against BertForPreTraining)

@@ -6,7 +6,8 @@ Recipe. A fact (subject, relation, object) becomes a sentence through its relati
 "[X] is the capital of [Y].": [X] is the subject, [Y] the slot to fill. A masked LM reads the sentence
 with [Y] masked; a causal LM reads the text before [Y] (left context only, as LAMA scores its
 unidirectional models). The model ranks its whole vocabulary for the slot; P@k is the share of facts
-whose object is among the top k, per relation and averaged over relations (LAMA §3). As in LAMA, the
+whose object is among the top k, per relation and averaged over relations (LAMA §3); MRR, the mean of
+1 / the object's rank, also moves for models too small to put the object in the top 10. As in LAMA, the
 object must be one token of the model's vocabulary; other facts are counted as skipped. Negated
 templates ("[X] is not the capital of [Y].") should not predict the object: Kassner & Schütze report how
 often the top-1 prediction stays the same under negation, and the P@1 of the negated query.
@@ -140,11 +141,12 @@ def run(loaded: Loaded, out: Path, facts: list[dict], progress=None) -> dict:
         neg_row = {i: k for k, i in enumerate(negated)}
         top = lp.topk(min(10, lp.shape[1]), -1).indices  # (S, 10)
         for i, (f, oid) in enumerate(usable):
-            r = relations.setdefault(f["relation"], {"n": 0, "p@1": 0.0, "p@10": 0.0, "negated_n": 0,
+            r = relations.setdefault(f["relation"], {"n": 0, "p@1": 0.0, "p@10": 0.0, "mrr": 0.0, "negated_n": 0,
                                                      "negated_p@1": 0.0, "same_top1_negated": 0.0})
             r["n"] += 1
             r["p@1"] += float(top[i, 0] == oid)
             r["p@10"] += float((top[i] == oid).any())
+            r["mrr"] += 1.0 / (1 + int((lp[i] > lp[i, oid]).sum()))
             row = {"relation": f["relation"], "query": fill(f["template"], f), "object": f["object"],
                    "top": [tok.id_to_token(int(t)) for t in top[i, :5]]}
             if i in neg_row:
@@ -158,16 +160,16 @@ def run(loaded: Loaded, out: Path, facts: list[dict], progress=None) -> dict:
             if progress is not None:
                 progress.update(1)
         for r in relations.values():
-            for k in ("p@1", "p@10"):
+            for k in ("p@1", "p@10", "mrr"):
                 r[k] /= r["n"]
             for k in ("negated_p@1", "same_top1_negated"):
                 r[k] = r[k] / r["negated_n"] if r["negated_n"] else None
     for rel, n in skipped.items():
-        relations.setdefault(rel, {"n": 0, "p@1": None, "p@10": None})
+        relations.setdefault(rel, {"n": 0, "p@1": None, "p@10": None, "mrr": None})
     for rel, r in relations.items():
         r["skipped"] = skipped.get(rel, 0)
     scored = [r for r in relations.values() if r["n"]]
-    mean = {k: (sum(r[k] for r in scored) / len(scored) if scored else None) for k in ("p@1", "p@10")}
+    mean = {k: (sum(r[k] for r in scored) / len(scored) if scored else None) for k in ("p@1", "p@10", "mrr")}
     result = {"mode": "causal (left context)" if inputs.causal(model) else "masked", "facts": len(facts),
               "scored": len(usable), "relations": relations, "mean": mean, "examples": examples,
               "figures": ["cloze.png"]}
@@ -178,13 +180,13 @@ def run(loaded: Loaded, out: Path, facts: list[dict], progress=None) -> dict:
 
 def table(result: dict) -> str:
     """The per-relation table as text."""
-    lines = [f"{'relation':<26} {'n':>4} {'skip':>4} {'P@1':>6} {'P@10':>6} {'neg P@1':>8} {'same top1':>9}"]
+    lines = [f"{'relation':<26} {'n':>4} {'skip':>4} {'P@1':>6} {'P@10':>6} {'MRR':>6} {'neg P@1':>8} {'same top1':>9}"]
     fmt = lambda v: "   —" if v is None else f"{v:.3f}"  # noqa: E731
     for rel, r in result["relations"].items():
-        lines.append(f"{rel:<26} {r['n']:>4} {r['skipped']:>4} {fmt(r['p@1']):>6} {fmt(r['p@10']):>6} "
+        lines.append(f"{rel:<26} {r['n']:>4} {r['skipped']:>4} {fmt(r['p@1']):>6} {fmt(r['p@10']):>6} {fmt(r['mrr']):>6} "
                      f"{fmt(r.get('negated_p@1')):>8} {fmt(r.get('same_top1_negated')):>9}")
     lines.append(f"{'mean over relations':<26} {result['scored']:>4} {'':>4} {fmt(result['mean']['p@1']):>6} "
-                 f"{fmt(result['mean']['p@10']):>6}")
+                 f"{fmt(result['mean']['p@10']):>6} {fmt(result['mean']['mrr']):>6}")
     return "\n".join(lines)
 
 

@@ -213,13 +213,14 @@ def _summary(name: str, r: dict) -> str:
                 f"{r['mix']['center_of_gravity']:.2f}, expected layer {r['cumulative']['expected_layer']:.2f}.</p>" +
                 _table(["layer", "accuracy", "control task", "selectivity", "mix weight"], rows))
     if name == "cloze":
-        rows = [[k, v["n"], v["skipped"], v["p@1"], v["p@10"], v.get("negated_p@1"), v.get("same_top1_negated")]
-                for k, v in r["relations"].items()]
-        rows.append(["mean over relations", r["scored"], None, r["mean"]["p@1"], r["mean"]["p@10"], None, None])
+        rows = [[k, v["n"], v["skipped"], v["p@1"], v["p@10"], v["mrr"], v.get("negated_p@1"),
+                 v.get("same_top1_negated")] for k, v in r["relations"].items()]
+        rows.append(["mean over relations", r["scored"], None, r["mean"]["p@1"], r["mean"]["p@10"], r["mean"]["mrr"],
+                     None, None])
         ex = _table(["query", "object", "top 5", "top 1 negated"],
                     [[e["query"], e["object"], " ".join(e["top"]), e.get("negated_top1")] for e in r["examples"][:12]])
         return (f"<p>Mode: {_e(r['mode'])}; {r['scored']} of {r['facts']} facts have a one-token object.</p>" +
-                _table(["relation", "n", "skipped", "P@1", "P@10", "P@1 negated", "same top-1 negated"], rows) + ex)
+                _table(["relation", "n", "skipped", "P@1", "P@10", "MRR", "P@1 negated", "same top-1 negated"], rows) + ex)
     if name == "numeracy":
         rows = [[k, v["list_max_accuracy"], v["decoding_rmse"], v["addition_rmse"]]
                 for k, v in r["representations"].items()]

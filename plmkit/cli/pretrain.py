@@ -30,6 +30,8 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--vocab-size", type=int, help="vocabulary of the tokenizer trained on the corpus (default 8000)")
     p.add_argument("--seq-len", type=int, help="tokens per training sequence (default 128)")
     p.add_argument("--workers", type=int, help="processes for tokenizing the corpus (default: up to 2)")
+    p.add_argument("--kb", metavar="DIR", help="knowledge base for members that fuse entities (ernie-thu), "
+                   "written by `plmkit knowledge prepare`")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="model_set",
                    help="set a model config field, e.g. --set order=4 (repeatable; JSON values; like [model] in TOML)")
     for flag, typ, what in [("--steps", int, "optimizer steps (default 1000)"),
@@ -82,7 +84,7 @@ def _cmd_pretrain(a) -> int:
     train = {k: getattr(a, k) for k in ("steps", "batch_size", "grad_accum", "lr", "warmup_steps", "schedule",
                                         "precision", "save_every", "log_every", "seed", "device")
              if getattr(a, k) is not None}
-    data = {k: getattr(a, k) for k in ("vocab_size", "seq_len", "tokenizer", "workers") if getattr(a, k) is not None}
+    data = {k: getattr(a, k) for k in ("vocab_size", "seq_len", "tokenizer", "workers", "kb") if getattr(a, k) is not None}
     if not (a.model or a.init):
         raise PlmkitError("pretrain needs --model NAME, or --init DIR to continue a saved model")
     summary = pretrain(a.model, a.corpus, a.out, size=a.size, model_overrides=_key_values(a.model_set),

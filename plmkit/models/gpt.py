@@ -122,7 +122,8 @@ class Gpt(Transformer):
         which saves the vocabulary projection everywhere else. labels: optional target ids, (B, T) or (M,)
         with `logits_at` (-100 = not counted); when given, `loss` is their mean cross-entropy, computed
         chunk by chunk without the logits (plmkit.layers.lm_loss), and `logits` is None. `encode_inputs`
-        go to the member's `encode`: position_ids (XLM), Transformer-XL's memory."""
+        go to the member's `encode`: position_ids (XLM, Grover), Transformer-XL's memory, ERNIE-THU's
+        entity_ids."""
         out = self.encode(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
                           attn_impl, **encode_inputs)
         h = out.last_hidden_state if logits_at is None else out.last_hidden_state[logits_at]

@@ -10,8 +10,10 @@ from __future__ import annotations
 from ..errors import PlmkitError
 from .base import Objective
 from .clm import CausalLM
+from .dea import DenoisingEntityAutoencoder
 from .denoising import MaskedSpan, SpanCorruption, TextInfilling
 from .ernie import KnowledgeMaskedLM
+from .fields import FieldOrderedLM
 from .mlm import MaskedLM, MaskedLMWithNSP
 from .plm import PermutationLM
 from .recurrent import RecurrentCausalLM
@@ -23,12 +25,10 @@ from .translation import Translation, TranslationAnyDirection
 from .unilm import UnifiedLM
 from .wwm import WholeWordMaskedLM
 
-OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
-                                                                MaskedLMWithSOP, MaskedSpan, PermutationLM,
-                                                                RecurrentCausalLM, ReplacedTokenDetection, SimCSE,
-                                                                SpanCorruption, TextInfilling, Translation,
-                                                                TranslationAnyDirection, TranslationMaskedLM, UnifiedLM,
-                                                                WholeWordMaskedLM)}
+OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (
+    CausalLM, DenoisingEntityAutoencoder, FieldOrderedLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
+    MaskedLMWithSOP, MaskedSpan, PermutationLM, RecurrentCausalLM, ReplacedTokenDetection, SimCSE, SpanCorruption,
+    TextInfilling, Translation, TranslationAnyDirection, TranslationMaskedLM, UnifiedLM, WholeWordMaskedLM)}
 
 
 def get_objective(name: str) -> type[Objective]:
@@ -37,7 +37,7 @@ def get_objective(name: str) -> type[Objective]:
     return OBJECTIVES[name]
 
 
-__all__ = ["OBJECTIVES", "CausalLM", "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "MaskedSpan",
-           "Objective", "PermutationLM", "RecurrentCausalLM", "ReplacedTokenDetection", "SimCSE", "SpanCorruption",
-           "TextInfilling", "Translation", "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM",
-           "WholeWordMaskedLM", "get_objective"]
+__all__ = ["OBJECTIVES", "CausalLM", "DenoisingEntityAutoencoder", "FieldOrderedLM", "KnowledgeMaskedLM", "MaskedLM",
+           "MaskedLMWithNSP", "MaskedLMWithSOP", "MaskedSpan", "Objective", "PermutationLM", "RecurrentCausalLM",
+           "ReplacedTokenDetection", "SimCSE", "SpanCorruption", "TextInfilling", "Translation",
+           "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM", "WholeWordMaskedLM", "get_objective"]

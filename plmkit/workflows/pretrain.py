@@ -37,6 +37,7 @@ class DataOptions:
     tokenizer: str | None = None  # an existing tokenizer (directory or tokenizer.json) instead of training one
     workers: int | None = None  # processes for corpus → shards
     lexicon: str | None = None  # phrases / entities, one per line, for objectives that mask them (ERNIE)
+    kb: str | None = None  # a knowledge-base directory (`plmkit knowledge prepare`) for ERNIE-THU's entities
 
     @classmethod
     def from_dict(cls, d: dict, source=None) -> "DataOptions":
@@ -71,6 +72,9 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     train_cfg = TrainConfig.from_dict({**toml.get("train", {}), **(train_overrides or {})}, source=config_file)
     start = _Init.read(init, model, model_over, data) if init else None
     member = start.member if start else family.get(model)
+    if objective and hasattr(member.model_cls, "fit"):
+        raise PlmkitError(f"{member.name} is estimated in one pass by its own method; it takes no --objective")
+    objective_name = objective or member.objective
     if start:
         size = start.size
     else:
@@ -99,15 +103,19 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
         elif rank == 0:
             log.info("training a %s tokenizer (vocab %d) on %s", member.tokenizer, data.vocab_size, ", ".join(corpus))
             tokenizer = train_tokenizer(member.tokenizer, corpus, data.vocab_size)
-        if rank == 0:
-            _add_objective_tokens(member, tokenizer)  # T5's sentinels, after the trained vocabulary
+        if rank == 0 and not start:  # T5's sentinels, Grover's fields: after the trained vocabulary
+            _add_objective_tokens(objective_name, tokenizer)
             with building_dir(tok_dir) as tmp:
                 tokenizer.save(tmp)
             fault("tokenizer")
         _barrier()
         tokenizer = load_tokenizer(tok_dir)
 
+    objective = None if hasattr(member.model_cls, "fit") else _objective(objective_name, member, tokenizer, data,
+                                                                         train_cfg, config_file)
     fit_to = {"vocab_size": tokenizer.vocab_size}
+    if hasattr(objective, "model_fields"):  # an objective whose data sizes part of the model (ERNIE-THU's KB)
+        fit_to.update(objective.model_fields())
     if "max_positions" in member.config_cls.field_names():  # members without positions read any length
         fit_to["max_positions"] = max(data.seq_len, 512)
     if getattr(member.config_cls, "pad_token_id", None) is not None and tokenizer.pad_id is not None:
@@ -131,16 +139,8 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     _barrier()
     tokens = TokenCorpus(shard_dir)
     if hasattr(member.model_cls, "fit"):  # a member estimated in one pass (counts), not trained by steps
-        if objective:
-            raise PlmkitError(f"{member.name} is estimated in one pass by its own method; it takes no --objective")
         return _fit(member, config, corpus, tokens, tokenizer, out, size, data, rank)
 
-    objective_name = objective or member.objective
-    objective_cls = get_objective(objective_name)
-    options = {"lexicon": data.lexicon} if data.lexicon else {}
-    if options and "lexicon" not in inspect.signature(objective_cls).parameters:
-        raise PlmkitError(f"the {objective_name} objective of {member.name} takes no lexicon", path=config_file)
-    objective = objective_cls(tokenizer, data.seq_len, seed=train_cfg.seed, **options)
     dataset = objective.dataset(tokens)
     if len(dataset) == 0:
         raise PlmkitError(f"the corpus gives no training sequence of {data.seq_len} tokens", path=corpus[0])
@@ -150,6 +150,8 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
 
     torch.manual_seed(train_cfg.seed)  # same initial weights on every rank and every run
     net = start.model() if start else member.model_cls(config)
+    if not start and hasattr(objective, "attach"):
+        objective.attach(net)  # what the objective's data gives the model (ERNIE-THU: entity vectors, linker)
     info = {"pretraining": {"corpus": [str(Path(c).resolve()) for c in corpus], "size": size,
                             "objective": objective_name, "seq_len": data.seq_len, "train": train_cfg.to_dict()}}
     if start:  # the stages so far, oldest first: what this model has been pre-trained on
@@ -172,6 +174,16 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
                       save_fn=lambda m, d: save_model(m, d, tokenizer, info), run_info=run,
                       carry=objective)
     return trainer.train(resume=resume)
+
+
+def _objective(name: str, member, tokenizer, data: DataOptions, train_cfg, config_file):
+    """The objective `name`, given the [data] options it takes (a lexicon, a knowledge base)."""
+    objective_cls = get_objective(name)
+    options = {k: v for k, v in (("lexicon", data.lexicon), ("kb", data.kb)) if v}
+    for option in options:
+        if option not in inspect.signature(objective_cls).parameters:
+            raise PlmkitError(f"the {name} objective of {member.name} takes no {option}", path=config_file)
+    return objective_cls(tokenizer, data.seq_len, seed=train_cfg.seed, **options)
 
 
 @dataclasses.dataclass
@@ -225,14 +237,13 @@ def _fit(member, config, corpus, tokens, tokenizer, out: Path, size: str, data: 
     return summary
 
 
-def _add_objective_tokens(member: family.Member, tokenizer) -> list[str]:
-    """Add the special tokens the member's objective needs (T5's sentinels) where the tokenizer lacks them;
-    returns those added. They go after the trained vocabulary, in a fixed order, so a resumed run gets the
-    same ids."""
+def _add_objective_tokens(name: str, tokenizer) -> list[str]:
+    """Add the special tokens objective `name` needs (T5's sentinels, Grover's fields) where the tokenizer
+    lacks them; returns those added. They go after the trained vocabulary, in a fixed order, so every run of
+    the same settings gets the same ids."""
     from ..objectives import OBJECTIVES
 
-    needed = getattr(OBJECTIVES.get(member.objective), "special_tokens", ())
-    missing = [t for t in needed if tokenizer.token_to_id(t) is None]
+    missing = [t for t in getattr(OBJECTIVES.get(name), "special_tokens", ()) if tokenizer.token_to_id(t) is None]
     if missing:
         tokenizer.backend.add_special_tokens(missing)
     return missing
