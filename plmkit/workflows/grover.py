@@ -60,13 +60,14 @@ def prompt(article: dict, target: str) -> str:
 
 def generate_field(model, tokenizer, article: dict, target: str, max_new_tokens: int = 120,
                    top_p: float | None = None, temperature: float = 1.0, seed: int | None = None) -> str:
-    """One field written by a Grover model given the article's other fields (plmkit.generation's sampler):
+    """One field written by a Grover model given the article's other fields (plmkit.generation's engine):
     the text up to the field's end token."""
     from ..generation import generate
 
+    text = prompt(article, target)
     if tokenizer.token_to_id(end(target)) is None:
         raise PlmkitError("the tokenizer has no field tokens: not a Grover model")
-    res = generate(model, tokenizer, prompt(article, target), max_new_tokens=max_new_tokens,
+    res = generate(model, tokenizer, text, max_new_tokens=max_new_tokens,
                    temperature=temperature, top_p=top_p, seed=seed)
     ids = res["tokens"]
     stop = tokenizer.token_to_id(end(target))
