@@ -103,8 +103,9 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
         elif rank == 0:
             log.info("training a %s tokenizer (vocab %d) on %s", member.tokenizer, data.vocab_size, ", ".join(corpus))
             tokenizer = train_tokenizer(member.tokenizer, corpus, data.vocab_size)
-        if rank == 0 and not start:  # T5's sentinels, Grover's fields: after the trained vocabulary
-            _add_objective_tokens(objective_name, tokenizer)
+        if rank == 0:
+            if not start:  # T5's sentinels, Grover's fields: after the trained vocabulary
+                _add_objective_tokens(objective_name, tokenizer)
             with building_dir(tok_dir) as tmp:
                 tokenizer.save(tmp)
             fault("tokenizer")
