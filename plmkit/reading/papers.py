@@ -255,8 +255,11 @@ def command(words: str) -> tuple[str, tuple[str, ...]] | None:
             path.append(w)
         i += 1
     shown, parsed = path + options, path + parsed_options
+    # a required group of alternatives (generate's --prompt | --prompts) is filled by its first one
+    first_of_groups = [g._group_actions[0] for g in p._mutually_exclusive_groups
+                       if g.required and not any(id(a) in given for a in g._group_actions)]
     for a in p._actions:
-        if not a.required or id(a) in given:
+        if not (a.required or a in first_of_groups) or id(a) in given:
             continue
         flag = [max(a.option_strings, key=len)] if a.option_strings else []
         show, value = _placeholder(a)
