@@ -117,6 +117,9 @@ def test_shapes_through_the_funnel_and_eager_attention():
     assert _close(model.encode(x, mask, types, rows=rows).last_hidden_state[:, 0],
                   model.encode(x, mask, types).last_hidden_state[torch.arange(3), rows]) < 1e-5
     assert model.encode(x[:, :2]).last_hidden_state.shape == (3, 2, 32)  # too short to pool: runs unpooled
+    groups = model.layer_groups()  # ULMFiT: embeddings, 5 encoder layers, then the 2 decoder layers
+    assert len(groups) == 1 + 5 + 2 and any(p is model.decoder[1].attn.q.weight for p in groups[-1])
+    assert sum(p.numel() for g in groups for p in g) == model.num_parameters() - 99  # all but the LM bias
 
 
 def test_funnel_config_is_berts_plus_blocks():
@@ -128,8 +131,11 @@ def test_funnel_config_is_berts_plus_blocks():
     assert cfg.from_dict(json.loads(c.to_json())) == c
     with pytest.raises(plmkit.PlmkitError, match="sum"):
         cfg(num_layers=4, block_sizes=(2, 1))
+    from_hf = family.get("funnel").model_cls.hf.from_config
     with pytest.raises(plmkit.PlmkitError, match="separate_cls"):
-        family.get("funnel").model_cls.hf.from_config({"vocab_size": 9, "separate_cls": False})
+        from_hf({"vocab_size": 9, "separate_cls": False})
+    with pytest.raises(plmkit.PlmkitError, match="without its decoder"):
+        from_hf({"vocab_size": 9, "architectures": ["FunnelForSequenceClassification"]})
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,8 @@ from torch import nn
 from ..errors import PlmkitError
 from ..family import register
 from ..interop.layout import HFLayout
-from ..layers.funnel import FunnelAttention, FunnelBlock, Relations, Stage, pool, upsample
 from ..layers.attention import IMPLEMENTATIONS
+from ..layers.funnel import FunnelAttention, FunnelBlock, Relations, Stage, pool, upsample
 from .bert import _HF_ACT, Bert, BertConfig
 from .presets import SIZES
 from .transformer import ModelOutput
@@ -92,7 +92,15 @@ _FIXED = {"pooling_type": "mean", "attention_type": "relative_shift", "separate_
           "pool_q_only": True, "activation_dropout": 0.0}
 
 
+# transformers classes built on FunnelBaseModel: the encoder alone, no decoder for plmkit's funnel to load
+_NO_DECODER = ("FunnelBaseModel", "FunnelForSequenceClassification", "FunnelForMultipleChoice")
+
+
 def _from_hf_config(d: dict) -> FunnelConfig:
+    base = [a for a in d.get("architectures") or () if a in _NO_DECODER]
+    if base:
+        raise PlmkitError(f"a {base[0]} checkpoint holds the funnel's encoder without its decoder; plmkit's funnel "
+                          "loads FunnelModel, FunnelForMaskedLM or FunnelForPreTraining directories")
     for key, value in _FIXED.items():
         if d.get(key, value) != value:
             raise PlmkitError(f"unsupported funnel setting {key} = {d[key]!r} (plmkit reads {key} = {value!r})")
@@ -182,6 +190,11 @@ class Funnel(Bert):
             if isinstance(m, FunnelAttention):
                 for p in (m.r, m.r_w_bias, m.r_r_bias, m.r_s_bias, m.seg_embed):
                     nn.init.normal_(p, std=self.config.initializer_range)
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Bottom to top, for ULMFiT: the embeddings, each encoder layer, then each decoder layer (it reads
+        the last block)."""
+        return [list(self.embeddings.parameters()), *(list(m.parameters()) for m in (*self.layers, *self.decoder))]
 
     def lm_features(self, h: torch.Tensor) -> torch.Tensor:
         """The last hidden state itself: the LM head has no transform."""
