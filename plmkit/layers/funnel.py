@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import IMPLEMENTATIONS
+from .attention import attend_with_bias
 from .transformer import Block
 from .xl_attention import relative_sinusoids
 
@@ -136,21 +136,11 @@ class FunnelAttention(nn.Module):
             bias = bias + seg[..., 1:]
         else:
             bias = bias + torch.where(rel.same_segment[:, None], seg[..., 1:], seg[..., :1])
-        scale = 1.0 / math.sqrt(D)
-        bias = bias * (rel.keep * scale)
+        bias = bias * (rel.keep / math.sqrt(D))
         if rel.key_mask is not None:  # a finite floor, as for Transformer-XL: never a row of NaN
             bias = bias.masked_fill(~rel.key_mask[:, None, None, :], torch.finfo(bias.dtype).min)
-        q = q + self.r_w_bias[:, None]
-        p = self.dropout if self.training else 0.0
-        if impl == "sdpa":
-            if need_weights:
-                raise ValueError("attention weights need impl='eager'; the SDPA path does not return them")
-            y, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p), None  # (B, N, T, D)
-        elif impl == "eager":
-            weights = (q @ k.transpose(-2, -1) * scale + bias).softmax(-1)  # (B, N, T, S)
-            y = F.dropout(weights, p, self.training) @ v
-        else:
-            raise ValueError(f"unknown attention impl {impl!r}; choose from {IMPLEMENTATIONS}")
+        y, weights = attend_with_bias(q + self.r_w_bias[:, None], k, v, bias, self.dropout if self.training else 0.0,
+                                      impl, need_weights)  # (B, N, T, D), (B, N, T, S) or None
         return self.out(y.transpose(1, 2).reshape(B, T, H)), (weights if need_weights else None)
 
 
