@@ -127,6 +127,8 @@ def test_funnel_config_is_berts_plus_blocks():
     assert cfg.preset("base").block_sizes == (6, 6, 6) and cfg.preset("base").num_layers == 18
     assert cfg.preset("tiny").block_sizes == (1, 1, 1)
     assert cfg.preset("tiny", block_sizes=[2, 1]).num_layers == 3
+    assert cfg().block_sizes == (6, 6, 6) and cfg(num_layers=4).block_sizes == (2, 1, 1)
+    assert cfg(num_layers=2).block_sizes == (1, 1)  # too shallow for three blocks
     c = cfg.preset("mini", vocab_size=500)
     assert cfg.from_dict(json.loads(c.to_json())) == c
     with pytest.raises(plmkit.PlmkitError, match="sum"):

@@ -41,12 +41,17 @@ class FunnelConfig(BertConfig):
     activation: str = "gelu_new"  # the released models' (tanh) GELU
     layer_norm_eps: float = 1e-9  # the released code's
     num_layers: int = 18  # the encoder's layers, = sum(block_sizes)
-    block_sizes: tuple[int, ...] = (6, 6, 6)  # layers per block, each block at half the length (B6-6-6, Table 1)
+    # Layers per block, each block at half the length of the one before; () = num_layers in three blocks as
+    # even as can be, earlier ones larger (fewer blocks below 3 layers): 18 → B6-6-6 (Table 1), 4 → B2-1-1
+    block_sizes: tuple[int, ...] = ()
     num_decoder_layers: int = 2  # full-length layers after up-sampling (§2.3)
 
     def __post_init__(self) -> None:
-        if isinstance(self.block_sizes, list):  # JSON and TOML give lists; keep a tuple so configs compare equal
-            object.__setattr__(self, "block_sizes", tuple(self.block_sizes))
+        blocks = tuple(self.block_sizes)  # JSON and TOML give lists; a tuple so configs compare equal
+        if not blocks and isinstance(self.num_layers, int) and self.num_layers > 0:
+            n = min(3, self.num_layers)
+            blocks = tuple(self.num_layers // n + (i < self.num_layers % n) for i in range(n))
+        object.__setattr__(self, "block_sizes", blocks)
         super().__post_init__()
 
     def validate(self) -> None:
