@@ -27,6 +27,22 @@ from torch import nn
 IMPLEMENTATIONS = ("sdpa", "eager")
 
 
+def attend_with_bias(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, dropout: float,
+                     impl: str, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """q (B, N, T, D), k and v (B, N, S, D), bias (B, N, T, S) added to the scores q·k/√D → (B, N, T, D) and the
+    weights (B, N, T, S) or None. dropout: the probability in force (0 when evaluating). The relative
+    attentions' (Transformer-XL's, Funnel's) common tail: SDPA with the bias as its float mask, or the
+    softmax written out when the weights are wanted."""
+    if impl == "sdpa":
+        if need_weights:
+            raise ValueError("attention weights need impl='eager'; the SDPA path does not return them")
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout), None
+    if impl == "eager":
+        weights = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) + bias).softmax(-1)
+        return F.dropout(weights, dropout) @ v, weights
+    raise ValueError(f"unknown attention impl {impl!r}; choose from {IMPLEMENTATIONS}")
+
+
 class SelfAttention(nn.Module):
     """bias: the projections have biases (False: T5). scale: the factor on q·k, default 1/√D (Vaswani et al.
     2017, §3.2.1); T5 folds it into the initialisation of q and uses 1."""

@@ -32,10 +32,9 @@ import dataclasses
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .attention import IMPLEMENTATIONS
+from .attention import attend_with_bias
 from .transformer import Block
 
 
@@ -105,16 +104,8 @@ class RelativeAttention(nn.Module):
         if rel.visible is not None:  # a finite floor: a row that sees nothing averages instead of giving NaN
             bias = bias.masked_fill(~rel.visible[:, None], torch.finfo(bias.dtype).min)
         q = q + self.r_w_bias[:, None]  # (a) + (c)
-        p = self.dropout if self.training else 0.0
-        if impl == "sdpa":
-            if need_weights:
-                raise ValueError("attention weights need impl='eager'; the SDPA path does not return them")
-            y, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p), None  # (B, N, T, D)
-        elif impl == "eager":
-            weights = (q @ k.transpose(-2, -1) * scale + bias).softmax(-1)  # (B, N, T, K)
-            y = F.dropout(weights, p, self.training) @ v
-        else:
-            raise ValueError(f"unknown attention impl {impl!r}; choose from {IMPLEMENTATIONS}")
+        y, weights = attend_with_bias(q, k, v, bias, self.dropout if self.training else 0.0, impl,
+                                      need_weights)  # (B, N, T, D), (B, N, T, K) or None
         return torch.einsum("bnid,hnd->bih", y, self.o), (weights if need_weights else None)
 
 

@@ -4,6 +4,7 @@ from . import albert, bert_wwm, distilbert, electra, ernie, nezha, roberta  # no
 from . import ernie_thu  # noqa: F401  (knowledge fusion)
 from . import xlm  # noqa: F401  (cross-lingual)
 from . import transformer_xl, xlnet, unilm  # noqa: F401  (the autoregressive branch, parents first)
+from . import funnel  # noqa: F401  (BERT with pooled blocks and Transformer-XL's relative attention)
 from . import seq2seq  # noqa: F401  (encoder–decoders, the body first)
 from . import bart, mass, t5  # noqa: F401
 from . import ngram  # noqa: F401  (the lineage before the Transformer, parents first)
