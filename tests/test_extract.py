@@ -12,6 +12,8 @@ import torch
 
 from plmkit.compress import Job, extract, get
 from plmkit.data.tasks import read_task
+from plmkit.errors import PlmkitError
+from plmkit.evaluation.metrics import agreement
 from plmkit.heads import HeadConfig, TaskModel, collate, encode, load_finetuned, save_finetuned
 from plmkit.interop.hf import save_model
 from plmkit.models.bert import Bert, BertConfig
@@ -123,6 +125,15 @@ def test_queries_are_reproducible_from_the_seed(data):
     q = extract.make_queries(corpus, 50, lengths, [3], tok, data / "queries.txt")
     assert q == extract.make_queries(corpus, 50, lengths, [3], tok, data / "queries.txt")
     assert all(e.text in lines and e.text_b in lines for e in q)
+
+
+def test_budgets_and_agreement():
+    assert extract.budgets_of({"budgets": "300,100", "budget": None}) == ([100, 300], 300)
+    assert extract.budgets_of({"budgets": None, "budget": None}) == ([1000], 1000)
+    assert extract.budgets_of({"budgets": "100,1000", "budget": 300}) == ([100, 300, 1000], 300)
+    with pytest.raises(PlmkitError, match="comma-separated integers"):
+        extract.budgets_of({"budgets": "100,lots", "budget": None})
+    assert agreement(["a", "b", "a", "b"], ["a", "a", "a", "b"]) == 0.75
 
 
 def test_a_tiny_victim_is_copied_and_the_sweep_writes_its_curve(data, tmp_path):

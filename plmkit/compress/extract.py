@@ -2,13 +2,13 @@
 victim's weights and training labels never read. Krishna et al. 2020, "Thieves on Sesame Street! Model
 Extraction of BERT-based APIs", arXiv:1910.12366.
 
-Recipe (§3): the victim is a BERT fine-tuned on a task and served as an API: text in, answer out. The
+Recipe: the victim is a BERT fine-tuned on a task and served as an API: text in, answer out. The
 attacker, who knows only that it is a fine-tuned BERT, sends queries that need not be real task data —
 RANDOM: sentences of words drawn from a vocabulary, or WIKI: sentences from Wikipedia — and fine-tunes its
 own copy of the public pre-trained BERT on the answers, the top label alone or the whole output
 distribution. Agreement with the victim (the share of held-out inputs on which the two give the same label)
-and the copy's task accuracy are reported against the number of queries (their Tables 2-3): nonsense
-queries already buy a close copy, real sentences a closer one.
+and the copy's task accuracy are reported against the number of queries: nonsense queries already buy
+a close copy, real sentences a closer one.
 
 Here the victim is the fine-tuned --model behind a narrow interface: the attacker's code reaches it only
 through one prediction call (the `Victim` class), which is how the test checks that no weight is read.
@@ -25,10 +25,10 @@ labelled dev set). `--budgets 100,300,1000` trains a copy at each budget and wri
 and accuracy on --test (else --dev), the victim's accuracy beside them — to compression.json and
 extraction_curve.png; the directory keeps the copy at `--budget` (default the largest).
 
-Where plmkit departs: uniform sampling over word types (the paper draws from WikiText-103's vocabulary);
-query lengths follow the task's training texts rather than a fixed distribution; the victim reads the
-queries at --max-length, which defaults to the victim's own (the paper's API takes whole inputs); no
-SQuAD or BoolQ extraction (classify and pair tasks only).
+Where plmkit departs: random words are drawn uniformly from the copy's tokenizer or a given corpus (the
+paper's vocabulary is WikiText-103's), with lengths from the task's training texts; a pair's second text is
+drawn independently of the first; the victim reads the queries at --max-length, which defaults to the
+victim's own; classify and pair tasks only (no SQuAD or BoolQ extraction).
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ import torch.nn.functional as F
 
 from ..errors import PlmkitError
 from .kd import teacher_logits, train_student
-from .registry import BATCH_SIZE, EPOCHS, LR, MAX_LENGTH, SEED, Job, Option, Result, register
+from .registry import BATCH_SIZE, LR, MAX_LENGTH, SEED, Job, Option, Result, register
 
 OPTIONS = (
-    EPOCHS, LR, BATCH_SIZE, MAX_LENGTH, SEED,
+    Option("epochs", int, 3, "passes over the answered queries (default 3)"), LR, BATCH_SIZE, MAX_LENGTH, SEED,
     Option("queries", str, "random", "what the attacker asks: random (sentences of random words) or corpus "
            "(lines of --corpus) (default random)", choices=("random", "corpus")),
     Option("answers", str, "label", "what the victim returns: label (its top label) or probs (its label "
