@@ -240,6 +240,8 @@ def plot_curve(curve: list[dict], metric: str, victim_score: float, split: str, 
     ax.plot(x, [c[metric] for c in curve], "s-", label=f"copy's {split} {metric}")
     ax.axhline(victim_score, color="grey", ls="--", label=f"victim's {split} {metric}")
     ax.set_xscale("log")
+    ax.set_xticks(x, [str(v) for v in x], minor=False)
+    ax.set_xticks([], minor=True)
     ax.set_xlabel("queries")
     ax.set_ylabel(f"{split} share")
     ax.grid(alpha=0.3)
@@ -284,9 +286,11 @@ def run(job: Job) -> Result:
     if len(budgets) > 1:
         plot_curve(curve, metric, victim_score, split, job.out / "extraction_curve.png")
     body = copy.body
+    said = answers[:kept].argmax(-1).bincount(minlength=len(victim.labels)).tolist()  # the kept copy's answers
     info = {"member": body.family_name, "init": init, "layers": getattr(body.config, "num_layers", None),
             "hidden": getattr(body.config, "hidden_size", None), "queries": kept, "victim_queries": victim.queries,
             "query_kind": o["queries"], "answers": o["answers"],
+            "answer_labels": dict(zip(victim.labels, said)),
             "corpus": str(corpus) if o["queries"] == "corpus" or o["vocabulary"] == "corpus" else None,
             "curve": {"split": split, "metric": metric, "victim": victim_score, "points": curve}}
     return Result(copy, info)
