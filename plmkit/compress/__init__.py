@@ -29,7 +29,7 @@ appears in `plmkit frontier` without any change there.
 
 Methods: distil, tinybert, pkd, theseus, bilstm (knowledge distillation); int8, int8-static, ternary
 (quantization); prune-heads, prune-ffn, lottery (pruning); layerdrop, dynabert (structured dropout); deebert,
-pabee (early exit). What they share: kd and students (the distillation loop, student builders); quantize (int8
+pabee (early exit); extract (model extraction: a copy trained on the teacher's answers alone). What they share: kd and students (the distillation loop, student builders); quantize (int8
 layers, and `quantize_int8`, the dynamic int8 quantization behind `plmkit evaluate --int8` and `predict --int8`);
 storage (compressed.safetensors and compressed.json: the saved form of quantized, pruned and early-exit models,
 which `load_finetuned` reads); structure (heads, neurons and layers removed, and the masks that match them);
@@ -42,6 +42,7 @@ from . import distil, tinybert, pkd, theseus, bilstm  # noqa: F401  (distillatio
 from . import int8, int8_static, ternary  # noqa: F401  (quantization)
 from . import prune_heads, prune_ffn, lottery, layerdrop, dynabert  # noqa: F401  (pruning, structured dropout)
 from . import deebert, pabee  # noqa: F401  (early exit)
+from . import extract  # noqa: F401  (model extraction)
 from .quantize import quantize_int8
 from .registry import Job, Method, Option, Result, get, methods, register
 

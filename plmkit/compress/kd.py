@@ -108,7 +108,7 @@ def train_student(job: Job, student, step: Callable[[Distillation, dict], dict],
         for f, t in zip(features, encode(examples, job.teacher, job.teacher.tokenizer, path=job.train_path)):
             f.update({TEACHER + k: v for k, v in t.items()})
     pad_s = student.tokenizer.pad_id or 0
-    pad_t = job.teacher.tokenizer.pad_id or 0
+    pad_t = None if targets is not None else job.teacher.tokenizer.pad_id or 0  # with targets the teacher is not run
 
     def collate_pair(chunk: list[dict], _generator) -> dict[str, torch.Tensor]:
         batch = collate(chunk, pad_s)

@@ -83,7 +83,8 @@ class Job:
     General mode (`corpus` set, for methods registered with general=True): `teacher` is a pre-trained
     body, `tokenizer` its tokenizer, and the method distils on the text of `corpus`. `options` holds
     every option of the method, resolved (defaults filled in); `out` is the output directory, where the
-    method may write a training log."""
+    method may write a training log. `test` (task mode, when given) is for what a method reports, e.g. a
+    curve over its settings; no method selects anything on it."""
 
     method: str
     teacher: Any
@@ -95,6 +96,7 @@ class Job:
     dev: list | None = None
     train_path: Path | None = None
     dev_path: Path | None = None
+    test: list | None = None
     corpus: Path | None = None
     teacher_dir: Path | None = None
     progress: bool = True

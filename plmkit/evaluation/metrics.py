@@ -32,6 +32,14 @@ class Classification:
         return confusion_metrics(self.confusion)
 
 
+def agreement(a: list, b: list) -> float:
+    """Share of positions where two models' predicted labels are the same: a copy's fidelity to its original,
+    whatever the gold labels."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"agreement of {len(a)} and {len(b)} predictions")
+    return sum(x == y for x, y in zip(a, b)) / len(a)
+
+
 def confusion_metrics(cm: np.ndarray) -> dict[str, float]:
     cm = cm.astype(np.float64)
     n, tp = cm.sum(), np.diag(cm)

@@ -7,7 +7,8 @@ directory (`plmkit evaluate`, `predict`, `bench infer` and plmkit.heads.load_fin
     compression.json  method, paper, options (defaults filled in); teacher and student: parameters,
                       weight-file bytes, test (else dev) metrics, examples/s at batch 1 and 32 measured
                       on the same examples in alternating rounds; the student's initialisation and whatever
-                      else the method records; the ratios (score retained, speed-up, size) and the seconds.
+                      else the method records; the ratios (score retained, speed-up, size), the share of
+                      examples on which the student gives the teacher's label (classify, pair), the seconds.
     metrics.png, train_log.jsonl, loss.png   the training, as finetune writes them
 The student is scored after a save → load round trip, so the numbers are those of the directory.
 
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 from ..errors import PlmkitError
-from ..evaluation.metrics import MAIN
+from ..evaluation.metrics import MAIN, agreement
 
 log = logging.getLogger("plmkit")
 
@@ -92,7 +93,7 @@ def _task(m, model, out: Path, train, dev, test, opts: dict, progress: bool, t0:
     elif "max_length" in opts:
         opts["max_length"] = own.max_length
     job = Job(m.name, teacher, teacher.tokenizer, opts, out, task=task, train=train_ex, dev=dev_ex,
-              train_path=Path(train), dev_path=Path(dev), teacher_dir=Path(model), progress=progress)
+              train_path=Path(train), dev_path=Path(dev), test=test_ex, teacher_dir=Path(model), progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     result = m.run(job)
     teacher.config = own
@@ -104,8 +105,9 @@ def _task(m, model, out: Path, train, dev, test, opts: dict, progress: bool, t0:
     metric = MAIN[task]
     split, examples, path = ("test", test_ex, test) if test_ex else ("dev", dev_ex, dev)
     batch = 2 * opts.get("batch_size", 16)
-    scores = {name: evaluate(x, x.tokenizer, examples, batch_size=batch, path=path, progress=progress)[0]
+    scored = {name: evaluate(x, x.tokenizer, examples, batch_size=batch, path=path, progress=progress)
               for name, x in (("teacher", teacher), ("student", student))}
+    scores = {name: metrics for name, (metrics, _) in scored.items()}
     dev_scores = evaluate(student, student.tokenizer, dev_ex, batch_size=batch, path=dev, progress=progress)[0]
     speed = throughput({"teacher": teacher, "student": student}, examples)
     eval_json = {"task": task, "metric": metric, "best_step": result.best_step, "dev": dev_scores,
@@ -129,6 +131,8 @@ def _task(m, model, out: Path, train, dev, test, opts: dict, progress: bool, t0:
         "method": m.name, "paper": m.paper, "summary": m.summary, "options": opts, "task": task, "metric": metric,
         "split": split, **sides,
         "retained": _ratio(scores["student"][metric], scores["teacher"][metric]),
+        **({"agreement": agreement(*([p["label"] for p in scored[x][1]] for x in ("teacher", "student")))}
+           if task in ("classify", "pair") else {}),
         "speedup": {b: _ratio(sides["student"]["examples_per_s"][b], sides["teacher"]["examples_per_s"][b])
                     for b in speed["examples"]},
         "size_ratio": _ratio(sides["teacher"]["weight_bytes"], sides["student"]["weight_bytes"]),
