@@ -79,6 +79,25 @@ def test_word_vectors_come_from_the_characters_around_each_word(tok):
     torch.testing.assert_close(emissions, net.head(w))
 
 
+def test_both_lms_resize_and_reinitialise(tok):
+    model = _tiny(tok)
+    x = torch.randint(0, tok.vocab_size, (2, 9))
+    with torch.no_grad():
+        old = model(x)
+        model.resize_token_embeddings(tok.vocab_size + 3)
+        new = model(x)
+    assert model.config.vocab_size == model.embeddings_backward.num_embeddings == tok.vocab_size + 3
+    assert new.backward_logits.shape[-1] == new.logits.shape[-1] == tok.vocab_size + 3
+    torch.testing.assert_close(new.backward_logits[..., :-3], old.backward_logits)
+    torch.testing.assert_close(new.logits[..., :-3], old.logits)
+    before = model.embeddings_backward.weight.clone()
+    model.init_weights()
+    assert not torch.equal(before, model.embeddings_backward.weight)
+    groups = model.layer_groups()  # ULMFiT: both embeddings at the bottom, then the one layer of both LMs
+    assert len(groups) == 2 and {id(p) for p in groups[0]} == {id(model.embeddings.weight),
+                                                                id(model.embeddings_backward.weight)}
+
+
 def test_pretrain_loss_falls_and_predicts_both_ways(files, tmp_path):
     out = tmp_path / "flair"
     assert main(["-q", "pretrain", "--model", "flair", "--corpus", str(files / "corpus.txt"), "--out", str(out),

@@ -112,6 +112,15 @@ class Flair(Elmo):
 
         return torch.cat([at(fwd, nxt - 1), at(bwd, starts - 1)], -1)
 
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """The parent's resize, once for each LM's embedding and softmax."""
+        config, forward = self.config, (self.embeddings, self.output)
+        self.embeddings, self.output = self.embeddings_backward, self.output_backward
+        super().resize_token_embeddings(vocab_size)
+        self.embeddings_backward, self.output_backward = self.embeddings, self.output
+        (self.embeddings, self.output), self.config = forward, config
+        super().resize_token_embeddings(vocab_size)
+
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Both LMs' embeddings, then each layer of both stacks (ULMFiT's groups)."""
         groups = super().layer_groups()
