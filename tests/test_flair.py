@@ -1,4 +1,4 @@
-"""Flair: the raw-character tokenizer, word vectors read at the right characters (eq. 3), pre-training on
+"""Flair: the raw-character tokenizer, word vectors read at the right characters (§2.2), pre-training on
 both directions' next-character loss, and BiLSTM-style tagging with a CRF that saves and reloads."""
 
 import json

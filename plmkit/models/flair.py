@@ -5,14 +5,14 @@ Sequence Labeling", ACL C18-1139.
 
 §2.1: the text is a sequence of characters, the space one of them, and each LM predicts the next (the
 previous) character; the two are independent models, here trained side by side on the same windows with
-the biLM objective (the mean of two losses whose gradients never meet). §2.2, eq. 3: with t_i the position
+the biLM objective (the mean of two losses whose gradients never meet). §2.2: with t_i the position
 of word i's first character, w_i = [h^f_{t_{i+1} − 1}; h^b_{t_i − 1}], the forward state at the character
 after the word (the space that closes it) and the backward state at the character before it (the space that
 opens it): each has read the whole word and then learnt it ended. Without a space between words (Chinese)
 t_{i+1} − 1 is the word's own last character, and t_i − 1 the previous word's last.
 
 As a fine-tuning body `encode` gives per-character states [→h; ←h] (B, T, 2H); the tagging head asks
-`word_vectors` for eq. 3 at each word. The frame puts the document separator first (what precedes a text in
+`word_vectors` for w_i at each word. The frame puts the document separator first (what precedes a text in
 pre-training) and a space last (Flair's end marker), so the last word is closed by a space like the others.
 The paper keeps the LMs frozen and trains a BiLSTM-CRF on the word vectors: `--features scalar-mix` freezes
 them (one layer: the mix is a learned scale); the default fine-tunes them too.
@@ -38,7 +38,7 @@ from .lstm import LstmConfig
 
 @dataclasses.dataclass(frozen=True)
 class FlairConfig(ElmoConfig):
-    num_layers: int = 1  # one LSTM layer per direction (§3.2)
+    num_layers: int = 1  # one LSTM layer per direction, as the paper's LMs
     embedding_size: int = 100  # character embedding, as in the paper
     hidden_size: int = 2048  # the paper's state size; the presets below are scaled down
 
@@ -55,7 +55,7 @@ class FlairConfig(ElmoConfig):
           diff={"tokenizer": ["sub-words → the characters of the raw text, the space included"],
                 "body": ["backward LM with its own embedding and softmax (two independent LMs)",
                          "1 layer per direction"],
-                "heads": ["features per word: →h after its last character ⊕ ←h before its first (eq. 3), "
+                "heads": ["features per word: →h after its last character ⊕ ←h before its first (§2.2), "
                           "no mix with a token layer"]},
           config=FlairConfig, objective="bilm", tokenizer="rawchar")
 class Flair(Elmo):
@@ -97,7 +97,7 @@ class Flair(Elmo):
 
     def word_vectors(self, h: torch.Tensor, starts: torch.Tensor, word_mask: torch.Tensor,
                      lengths: torch.Tensor) -> torch.Tensor:
-        """Eq. 3. h (B, T, 2H) per character, starts (B, W) each word's first position (≥ 1: the frame's
+        """w_i of §2.2. h (B, T, 2H) per character, starts (B, W) each word's first position (≥ 1: the frame's
         begin token comes first), word_mask (B, W), lengths (B,) real positions → (B, W, 2H): the forward half
         one before the next word's start (the sequence's end for the last word), the backward half one
         before the word's own start."""
