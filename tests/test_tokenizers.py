@@ -33,9 +33,10 @@ def corpora(shared_data, tmp_path_factory):
 def test_train_save_load_matches_hf(kind, corpora, tmp_path):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    text = ZH if kind == "char" else EN
-    tok = train_tokenizer(kind, [corpora["zh" if kind == "char" else "en"]], 500, out_dir=tmp_path,
-                          show_progress=False)
+    # char is Chinese BERT's; rawchar (Flair's raw text) meets both scripts
+    text = {"char": ZH, "rawchar": f"{EN} {ZH}"}.get(kind, EN)
+    files = {"char": [corpora["zh"]], "rawchar": [corpora["en"], corpora["zh"]]}.get(kind, [corpora["en"]])
+    tok = train_tokenizer(kind, files, 500, out_dir=tmp_path, show_progress=False)
     ids = tok.encode(text)
     assert tok.vocab_size == 500 and tok.kind == kind and ids and max(ids) < tok.vocab_size
     assert tok.encode_batch([text, text]) == [ids, ids]
@@ -53,6 +54,9 @@ def test_train_save_load_matches_hf(kind, corpora, tmp_path):
         assert decoded == text
     elif kind == "char":
         assert all(len(tok.id_to_token(i)) == 1 for i in ids if i != tok.unk_id)
+    elif kind == "rawchar":  # every space is a token, and only the spaces
+        assert all(len(tok.id_to_token(i)) == 1 for i in ids if i != tok.unk_id)
+        assert ids.count(tok.token_to_id(" ")) == text.count(" ") and len(ids) == len(text)
     elif kind == "word":  # lower-cased whole words, punctuation apart; a word outside the 500 is [UNK]
         words = [w for w, _ in tok.backend.pre_tokenizer.pre_tokenize_str(tok.backend.normalizer.normalize_str(EN))]
         assert words[:3] == ["anarchism", "is", "a"]

@@ -16,7 +16,8 @@ head's width and the number of mixed layers are read from one encode of a two-to
 features may be wider than its config's hidden_size (ELMo: [→h; ←h]). Optional hooks: `causal_features`
 (False when the LM is causal but its features read both ways, as ELMo's), `input_frame(tokenizer)` →
 (begin, delimiter, end) ids in place of [CLS]/[SEP], `pool_features(h, attention_mask)` in place of the
-[CLS]/last-token rule, `cls_at_end` (XLNet: inputs end with [CLS], pooled there), `layer_groups()` (bottom
+[CLS]/last-token rule, `word_vectors(h, starts, word_mask, lengths)` → (B, W, H) in place of the
+state at each word's first token for tagging (Flair), `cls_at_end` (XLNet: inputs end with [CLS], pooled there), `layer_groups()` (bottom
 to top, for ULMFiT; else `embeddings` and `layers`), and
 `init_weights()`/`resize_token_embeddings(n)` for --from-scratch and GPT's added tokens. A body whose
 `encode` takes `rows` (the transformers) computes its last layer only at the position a sequence-level
@@ -210,12 +211,16 @@ class TaskModel(nn.Module):
         return out
 
     def _tag(self, h: torch.Tensor, batch) -> dict[str, torch.Tensor]:
-        """Emissions at each word's first sub-token, compacted to (B, W, C) so a CRF runs over words."""
+        """Emissions at each word's first sub-token (or the body's word vectors), compacted to (B, W, C) so a CRF runs over words."""
         first = batch["first"]  # (B, T) bool
         W = max(int(first.sum(1).max()), 1)
         pos = torch.argsort((~first).to(torch.int8), dim=1, stable=True)[:, :W]  # (B, W) first-token positions
         word_mask = torch.arange(W, device=h.device) < first.sum(1, keepdim=True)  # (B, W)
-        emissions = self.head(h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1])))  # (B, W, C)
+        if hasattr(self.body, "word_vectors"):  # a body whose word feature spans its characters (Flair)
+            words = self.body.word_vectors(h, pos, word_mask, batch["attention_mask"].sum(1))  # (B, W, H)
+        else:
+            words = h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))  # (B, W, H)
+        emissions = self.head(words)  # (B, W, C)
         out = {"logits": emissions, "word_mask": word_mask}
         if "labels" in batch:
             gold = batch["labels"].gather(1, pos).masked_fill(~word_mask, -100)  # (B, W)

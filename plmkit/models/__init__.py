@@ -13,6 +13,7 @@ from . import rnn  # noqa: F401
 from . import lstm  # noqa: F401
 from . import word2vec  # noqa: F401
 from . import elmo  # noqa: F401
+from . import flair  # noqa: F401  (character-level biLM, word vectors from its states)
 from . import seq_autoencoder  # noqa: F401
 from . import awd_lstm  # noqa: F401
 from . import context2vec  # noqa: F401

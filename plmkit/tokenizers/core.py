@@ -33,7 +33,7 @@ class Tokenizer:
     Args:
         backend: the fast tokenizer doing the work.
         roles: role ("pad", "cls", …) -> special token string; roles absent here have no token.
-        kind: "wordpiece" | "bpe" | "bytebpe" | "unigram" | "char" | "word", or None when unknown.
+        kind: "wordpiece" | "bpe" | "bytebpe" | "unigram" | "char" | "rawchar" | "word", or None when unknown.
         model_max_length: the longest input a model using this tokenizer accepts, for Hugging Face.
     """
 

@@ -24,7 +24,8 @@ Why a plain `tokenizers` run is not reproducible, and what each kind does about 
   Metaspace pre-tokenizer does, keeps every character (coverage 1.0) and no special symbol but `<unk>`; its
   pieces and scores become a `tokenizers` Unigram model behind the specials.
 - bytebpe: deterministic as it is: its alphabet is the 256 byte symbols, given sorted, and it marks nothing.
-- char: deterministic as it is: the WordLevel trainer orders by count, then by token (tokenizers#718).
+- char, rawchar: deterministic as they are: the WordLevel trainer orders by count, then by token
+  (tokenizers#718).
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ from ..durable import check_out_dir
 from ..errors import PlmkitError
 from .core import Tokenizer
 
-KINDS = ("wordpiece", "bpe", "bytebpe", "unigram", "char", "word")
+KINDS = ("wordpiece", "bpe", "bytebpe", "unigram", "char", "rawchar", "word")
 
-# BERT-style specials (wordpiece, char) and RoBERTa-style ones (bpe, bytebpe, unigram), in id order.
+# BERT-style specials (wordpiece, char, rawchar, word) and RoBERTa-style ones (bpe, bytebpe, unigram), in id order.
 _BERT_ROLES = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 _ROBERTA_ROLES = {"pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>",
                   "bos": "<s>", "eos": "</s>"}
+_BERT_KINDS = ("wordpiece", "char", "rawchar", "word")
 # How the BPE trainer marks a character inside a word (prefix) or at its end (suffix), per kind.
 _MARKS = {"wordpiece": ("##", ""), "bpe": ("", "</w>")}
 # SentencePiece's E-step sums the parts of this many threads in order: fixed, so it is part of the result
@@ -57,7 +59,7 @@ UNIGRAM_THREADS = 4
 
 def _recipe(kind: str, lowercase: bool) -> tuple[Backend, dict[str, str]]:
     """The untrained backend and the special-token roles for `kind`."""
-    roles = _BERT_ROLES if kind in ("wordpiece", "char", "word") else _ROBERTA_ROLES
+    roles = _BERT_ROLES if kind in _BERT_KINDS else _ROBERTA_ROLES
     lower = [normalizers.Lowercase()] if lowercase else []
     if kind == "wordpiece":
         backend = Backend(models.WordPiece(unk_token="[UNK]"))
@@ -71,6 +73,15 @@ def _recipe(kind: str, lowercase: bool) -> tuple[Backend, dict[str, str]]:
         backend.pre_tokenizer = pre_tokenizers.Sequence(
             [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("."), behavior="isolated")])
         backend.decoder = decoders.Fuse()  # Chinese needs no spaces between characters
+    elif kind == "rawchar":  # a character LM's input (Flair): the text as written, spaces included
+        backend = Backend(models.WordLevel(unk_token="[UNK]"))
+        # Whitespace becomes " " (BertNormalizer's clean_text) and is a token; between two Han characters it
+        # is dropped, since Chinese text has none and only a word-split task (zh-ner) puts it there.
+        backend.normalizer = normalizers.Sequence([
+            normalizers.BertNormalizer(lowercase=lowercase, handle_chinese_chars=False, strip_accents=False),
+            normalizers.Replace(Regex(r"(?<=\p{Han}) +(?=\p{Han})"), "")])
+        backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+        backend.decoder = decoders.Fuse()
     elif kind == "word":  # whole words, the vocabulary of the pre-subword models (skip-thought: 20k words)
         backend = Backend(models.WordLevel(unk_token="[UNK]"))
         backend.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=False)
@@ -100,7 +111,7 @@ def _trainer(kind: str, specials: list, vocab_size: int, min_frequency: int, sho
     common = dict(vocab_size=vocab_size, special_tokens=specials, show_progress=show_progress)
     if kind == "wordpiece":
         return trainers.WordPieceTrainer(min_frequency=min_frequency, continuing_subword_prefix="##", **common)
-    if kind in ("char", "word"):  # the trainer orders equal counts by the word: deterministic
+    if kind in ("char", "rawchar", "word"):  # the trainer orders equal counts by the word: deterministic
         return trainers.WordLevelTrainer(min_frequency=min_frequency, **common)
     if kind == "bpe":
         return trainers.BpeTrainer(min_frequency=min_frequency, end_of_word_suffix="</w>", **common)
@@ -248,7 +259,7 @@ def train_tokenizer(kind: str, files: Iterable[str | os.PathLike], vocab_size: i
                                                                       show_progress))
         if kind in _MARKS:
             backend = _without_added(backend, names)
-    _add_post_processor(backend, roles, bert=kind in ("wordpiece", "char", "word"))
+    _add_post_processor(backend, roles, bert=kind in _BERT_KINDS)
     tokenizer = Tokenizer(backend, roles, kind=kind)
     if out_dir is not None:
         tokenizer.save(out_dir)
