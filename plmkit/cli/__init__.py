@@ -10,14 +10,14 @@ import logging
 import sys
 
 from ..errors import Interrupted, PlmkitError
-from . import (analyze, bench, compress, embeddings, family, finetune, generate, grover, knowledge, lineage, papers,
+from . import (analyze, bakeoff, bench, compress, embeddings, family, finetune, generate, grover, knowledge, lineage, papers,
                pretrain, xling)
 
 EXIT_USAGE = 2
 
 # The order of the groups is the order of `plmkit --help`.
 GROUPS = (pretrain, family, papers, generate, bench, finetune, embeddings, compress, lineage, xling, knowledge, grover,
-          analyze)
+          analyze, bakeoff)
 
 
 def build_parser() -> argparse.ArgumentParser:

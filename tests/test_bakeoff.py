@@ -1,0 +1,162 @@
+"""The bake-off: FLOPs of a step, cells that run once, members that join later, the claims' logic."""
+
+import json
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from plmkit.cli import main
+from plmkit.errors import PlmkitError
+from plmkit.workflows.bakeoff import SCRATCH, Settings, Task, bakeoff, claims, count_flops, parse_task, step_flops
+
+
+class TinyAttention(torch.nn.Module):
+    """One projection and SDPA: B × T × D in, H heads of D / H."""
+
+    def __init__(self, d=8, heads=2):
+        super().__init__()
+        self.proj = torch.nn.Linear(d, d, bias=False)
+        self.heads = heads
+
+    def forward(self, x):
+        B, T, D = x.shape
+        q = self.proj(x).view(B, T, self.heads, D // self.heads).transpose(1, 2)  # (B, H, T, D/H)
+        return F.scaled_dot_product_attention(q, q, q, is_causal=True)
+
+
+def test_step_flops_are_flopcounters_and_the_hand_count():
+    B, T, D, H = 3, 5, 8, 2
+    model = TinyAttention(D, H)
+    batch = {"x": torch.randn(B, T, D)}
+
+    def step_fn(m, b):
+        return {"loss": m(b["x"]).square().sum()}
+
+    flops = step_flops(model, batch, step_fn)
+    # By hand: the projection 2·B·T·D·D forward, and its weight gradient the same (x needs no gradient);
+    # attention QKᵀ and PV 2·B·H·T·T·(D/H) each forward, and five such products backward (the four gradients
+    # and QKᵀ again: the fused kernel recomputes the scores instead of storing them; torch's formula for it).
+    proj, attn = 2 * B * T * D * D, 2 * B * H * T * T * (D // H)
+    assert flops == 2 * proj + 2 * attn + 5 * attn
+    with FlopCounterMode(display=False) as counter:  # the counter itself, once the CPU kernel has its formula
+        model.zero_grad()
+        step_fn(model, batch)["loss"].backward()
+    assert counter.get_total_flops() == flops
+    # The CPU kernel counts as the same attention written out as matmuls.
+    q = torch.randn(B, H, T, D // H)
+    with torch.no_grad():
+        explicit, _ = count_flops(lambda: (q @ q.transpose(-1, -2)).softmax(-1) @ q)
+        fused, _ = count_flops(lambda: F.scaled_dot_product_attention(q, q, q))
+    assert fused == explicit == 2 * attn
+
+
+@pytest.fixture(scope="module")
+def tiny(kjv_head, tmp_path_factory):
+    d = tmp_path_factory.mktemp("bakeoff") / "verses"
+    d.mkdir()
+    texts = [("the lord spake unto moses saying", "law"), ("blessed is the man that walketh not", "poetry"),
+             ("and the king went up to the house", "history"), ("praise ye the lord o my soul", "poetry"),
+             ("these are the statutes and judgments", "law"), ("and david smote the philistines", "history")]
+    for split, n in (("train", 4), ("dev", 2), ("test", 2)):
+        (d / f"{split}.jsonl").write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in texts * n))
+    heldout = d / "heldout.txt"
+    heldout.write_text("in the beginning god created the heaven and the earth\n")
+    settings = Settings(seq_len=16, batch_size=4, vocab_size=300, points=(0.5, 1.0), seeds=1, ft_steps=2,
+                        ft_batch_size=8, max_length=16, eval_every=2, lm_window=16)
+    return dict(corpus=[str(kjv_head(300))], tasks=[parse_task(str(d))], heldout=str(heldout), settings=settings,
+                out=d / "out")
+
+
+def _cells_run(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("bakeoff: ") and "tokenizer" not in
+            r.getMessage()]
+
+
+def test_two_members_end_to_end_then_a_rerun_does_nothing_and_a_new_member_runs_only_its_cells(tiny, caplog):
+    caplog.set_level(logging.INFO, logger="plmkit")
+    run = dict(corpus=tiny["corpus"], tasks=tiny["tasks"], heldout=tiny["heldout"], budget=1.2e9,
+               settings=tiny["settings"], progress=False)
+    r = bakeoff(tiny["out"], members=["gpt", "bert"], **run)
+    gpt, bert = r["members"]
+    for m in (gpt, bert):
+        assert m["steps"] == int(1.2e9 // m["flops_per_step"]) > 2 and m["pretrain_flops"] <= 1.2e9
+        assert set(m["points"]) == {f"step-{round(m['steps'] / 2)}", f"step-{m['steps']}", SCRATCH}
+        cells = m["finetune"][tiny["tasks"][0].name]
+        assert all(len(c["scores"]) == 1 and 0 <= c["mean"] <= 1 and c["sd"] == 0 for c in cells.values())
+    # One step of the tiny GPT: about 6 FLOPs per parameter per token (forward 2, backward 4); a little less,
+    # since the position table (a sixth of the parameters here) is looked up, not multiplied.
+    assert 0.7 < gpt["flops_per_step"] / (6 * gpt["parameters"] * 4 * 16) < 1
+    assert set(gpt["lm"]) == {p for p in gpt["points"] if p != SCRATCH} and not bert["lm"]  # BERT is no LM
+    for f in ("bakeoff.json", "table.md", "bakeoff.png", "report.md"):
+        assert (tiny["out"] / f).stat().st_size > 0
+    assert "| gpt |" in (tiny["out"] / "table.md").read_text()
+    assert {c["claim"] for c in r["claims"]} >= {"ELECTRA beats BERT at equal compute", "pre-training beats none"}
+
+    caplog.clear()
+    again = bakeoff(tiny["out"], members=["gpt", "bert"], **run)
+    assert _cells_run(caplog) == [] and again["members"] == r["members"]
+
+    caplog.clear()
+    grown = bakeoff(tiny["out"], members=["gpt", "bert", "ngram"], **run)
+    ran = _cells_run(caplog)
+    assert ran and all(m.startswith("bakeoff: ngram") for m in ran)
+    ngram = grown["members"][2]
+    assert ngram["counted"] and ngram["pretrain_flops"] is None and "final" in ngram["lm"]
+    lm_claim = next(c for c in grown["claims"] if "n-gram" in c["claim"])
+    assert lm_claim["verdict"] in ("held", "did not hold") and "gpt" in lm_claim["evidence"]
+
+    with pytest.raises(PlmkitError, match="other budget"):
+        bakeoff(tiny["out"], members=["gpt"], **{**run, "budget": 2e9})
+
+
+def _row(member, name=None, objective="clm", parent=None, counted=False, scores=None, lm=None):
+    """A measured member as bakeoff.json holds it: scores {task: {point: [seed scores]}}."""
+    import statistics
+
+    points = {"step-10": {"step": 10, "flops": 1e9}, SCRATCH: {"step": 0, "flops": 0}}
+    ft = {t: {p: {"metric": "accuracy", "scores": s, "mean": statistics.fmean(s), "sd": statistics.stdev(s)}
+              for p, s in per.items()} for t, per in (scores or {}).items()}
+    return {"member": member, "name": name or member, "objective": objective, "parent": parent, "counted": counted,
+            "points": points if not counted else {"final": {"step": None, "flops": None}}, "finetune": ft,
+            "lm": lm or {}, "seconds": 1.0}
+
+
+def test_claims_from_synthetic_cells():
+    tasks = [Task("a", "classify", "x", "y"), Task("p", "pair", "x", "y")]
+    good, bad = [0.8, 0.82, 0.81], [0.6, 0.62, 0.61]
+    rows = [
+        _row("bert", objective="mlm+nsp", parent="gpt", scores={"a": {"step-10": bad, SCRATCH: good},
+                                                                "p": {"step-10": bad, SCRATCH: bad}}),
+        _row("bert@mlm", name="bert", objective="mlm", parent="gpt", scores={"a": {"step-10": good}, "p": {"step-10": good}}),
+        _row("electra", objective="rtd", parent="bert", scores={"a": {"step-10": good}, "p": {"step-10": good}}),
+        _row("bert@mlm+sop", name="bert", objective="mlm+sop", scores={"p": {"step-10": bad}, "a": {"step-10": good}}),
+        _row("ngram", objective="counts", counted=True, lm={"final": {"bits_per_byte": 2.0}}),
+        _row("gpt", lm={"step-10": {"bits_per_byte": 1.5}}),
+        _row("broken") | {"failed": "RuntimeError: no"},
+    ]
+    by = {c["claim"]: c for c in claims(rows, tasks)}
+    assert by["ELECTRA beats BERT at equal compute"]["verdict"] == "held"
+    assert "+0.200" in by["ELECTRA beats BERT at equal compute"]["evidence"]
+    assert by["NSP does not help (without NSP ≥ with NSP)"]["verdict"] == "held"
+    # SOP vs NSP is judged on the pair task alone, where the two are level: not a win.
+    sop = by["SOP beats NSP on sentence-pair tasks"]
+    assert sop["verdict"] == "did not hold" and "p: +0.000" in sop["evidence"] and "a:" not in sop["evidence"]
+    # BERT from scratch beats its own pre-trained checkpoint on task a: that member's verdict goes the other way.
+    pre = by["pre-training beats none"]
+    assert pre["verdict"] == "did not hold" and "bert — did not hold" in pre["evidence"]
+    assert by["neural LMs overtake the KN n-gram as the budget grows"]["verdict"] == "held"
+    assert by["dynamic masking ≥ static masking"]["verdict"] == "not measurable here"
+    assert claims(rows[:1], tasks[:1])[0]["verdict"] == "not measurable here"  # no ELECTRA measured
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["bakeoff", "--corpus", str(tmp_path / "none.txt"), "--budget", "1e9", "--tasks",
+                 "classify:a.jsonl", "--out", str(tmp_path / "o")]) == 2
+    assert "KIND:TRAIN,DEV" in capsys.readouterr().err
+    (tmp_path / "c.txt").write_text("x\n")
+    assert main(["bakeoff", "--corpus", str(tmp_path / "c.txt"), "--budget", "1e9", "--tasks", str(tmp_path),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "train.jsonl or train.txt" in capsys.readouterr().err
