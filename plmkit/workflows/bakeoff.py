@@ -278,7 +278,7 @@ def bakeoff(out: str | os.PathLike, corpus: list[str], tasks: list[Task], member
     tasks = [_with_labels(cut_task(t, examples, out / "tasks" / t.name)) for t in tasks]
     if len({t.name for t in tasks}) != len(tasks):
         raise PlmkitError("two tasks have the same name; name them NAME=KIND:TRAIN,DEV[,TEST]")
-    _check_settings(out, budget, minutes, corpus, same_tokenizer, examples, settings)
+    _check_settings(out, budget, minutes, corpus, heldout, same_tokenizer, examples, settings)
 
     tokenizers = {}
     for kind in sorted({same_tokenizer or e.member.tokenizer for e in chosen}):
@@ -309,10 +309,10 @@ def bakeoff(out: str | os.PathLike, corpus: list[str], tasks: list[Task], member
     return result
 
 
-def _check_settings(out: Path, budget, minutes, corpus, same_tokenizer, examples, settings: Settings) -> None:
+def _check_settings(out: Path, budget, minutes, corpus, heldout, same_tokenizer, examples, settings: Settings) -> None:
     """A rerun must be the same bake-off: the cells it skips were measured with these settings."""
     current = {"budget": budget, "minutes": minutes, "corpus": [str(Path(c).resolve()) for c in corpus],
-               "same_tokenizer": same_tokenizer, "examples": list(examples), **dataclasses.asdict(settings)}
+               "heldout": str(Path(heldout).resolve()) if heldout else None, "same_tokenizer": same_tokenizer, "examples": list(examples), **dataclasses.asdict(settings)}
     current["points"] = list(settings.points)
     path = out / "settings.json"
     if path.exists():
@@ -686,6 +686,7 @@ def report(result: dict) -> str:
 def plot(result: dict, path: Path) -> None:
     """Score against pre-training FLOPs per member, a panel per task (and one for bits per byte)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     from ..durable import atomic_file
 
@@ -718,6 +719,7 @@ def plot(result: dict, path: Path) -> None:
                 x, y, e = zip(*pts)
                 ax.errorbar(x, y, yerr=e, marker=marker, color=color, capsize=2, label=r["member"])
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a short log range overlap
         ax.set_xlabel("pre-training FLOPs (leftmost: none)")
         metric = next((c["metric"] for r in rows for c in r.get("finetune", {}).get(panel, {}).values()
                        if "metric" in c), "score")
