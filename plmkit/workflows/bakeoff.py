@@ -379,8 +379,9 @@ def _run_member(d: Path, e: Entry, corpus, probe_corpus, tokenizer, tasks: list[
             return {**row, "flops_per_step": per_step, "failed": pre["failed"]}
         row.update(flops_per_step=per_step, steps=steps, pretrain_flops=per_step * steps, seconds=pre["seconds"],
                    parameters=pre["parameters"], final_loss=pre["final_loss"])
-        points = {f"step-{m}": {"step": m, "flops": per_step * m, "dir": pre["points"][str(m)]} for m in marks}
-        points[SCRATCH] = {"step": 0, "flops": 0, "dir": pre["points"][str(steps)]}
+        points = {f"step-{m}": {"step": m, "flops": per_step * m, "dir": str(d / "pretrain" / pre["points"][str(m)])}
+                  for m in marks}
+        points[SCRATCH] = {"step": 0, "flops": 0, "dir": str(d / "pretrain" / "run")}
     row["points"] = {k: {"step": v["step"], "flops": v["flops"]} for k, v in points.items()}
 
     row["lm"] = {}
@@ -433,9 +434,9 @@ def _pretrain(e: Entry, corpus, tokenizer: str, s: Settings, steps: int, save_ev
     run = d / "run"
     t0 = time.perf_counter()
     summary = pretrain(corpus=corpus, out=run, resume=run.exists(), **_pretrain_args(e, tokenizer, s, steps, save_every))
-    points = {}
+    points = {}  # relative to the cell, so that a bake-off directory may move
     for m in marks:  # the checkpoints the curve needs; the other ones (and their optimizer states) go
-        points[str(m)] = str(run) if m == steps else str(run / "checkpoints" / f"step-{m}" / "model")
+        points[str(m)] = "run" if m == steps else f"run/checkpoints/step-{m}/model"
     for c in (run / "checkpoints").glob("step-*"):
         if int(c.name.split("-")[1]) not in marks or int(c.name.split("-")[1]) == steps:
             shutil.rmtree(c)
