@@ -174,7 +174,7 @@ def test_exact_resume_after_sigkill(tmp_path):
     assert json.loads((run / "train_summary.json").read_text())["resumed_from"] in (20, 30)
 
 
-def test_resume_ignores_tmp_and_incomplete_checkpoints(tmp_path):
+def test_resume_ignores_tmp_and_incomplete_checkpoints(tmp_path, caplog):
     out = tmp_path / "run"
     make_trainer(out, steps=20, save_every=10).train()
     root = out / "checkpoints"
@@ -184,6 +184,7 @@ def test_resume_ignores_tmp_and_incomplete_checkpoints(tmp_path):
     (root / "step-25" / "COMPLETE").unlink()  # renamed by hand, never completed
     summary = make_trainer(out, steps=30, save_every=10).train(resume=True)
     assert summary["resumed_from"] == 20
+    assert "changed" not in caplog.text  # the same settings read back from JSON (tuples as lists) are the same
     assert not list(root.glob(".tmp-*"))
     assert [s for s, _ in ckpt.complete_checkpoints(root)] == [20, 30]
     assert [r["step"] for r in read_log(out)] == list(range(1, 31))

@@ -354,7 +354,8 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         tensors, meta = ckpt.read_checkpoint(path)
-        changed = {k for k, v in self.config.to_dict().items() if meta["config"].get(k) != v} - {"steps"}
+        now = json.loads(json.dumps(self.config.to_dict()))  # as read back from JSON: tuples are lists
+        changed = {k for k, v in now.items() if meta["config"].get(k) != v} - {"steps"}
         if changed or meta["world_size"] != self.world_size:
             log.warning("resuming %s with changed %s; the run will not match an uninterrupted one",
                         path, sorted(changed) or "world size")
