@@ -35,6 +35,7 @@ class Inputs:
     max_eval: int = 500
     pm_sentences: int = 20  # perturbed masking costs W² passes a sentence
     numeracy_steps: int = 300  # training steps of each numeracy probe
+    syntax_pairs: int = 200  # syntax: template pairs per construction
     attack_examples: int = 50  # robustness: test examples put through TextFooler
 
 
@@ -58,7 +59,7 @@ def run_method(name: str, loaded: Loaded, out: Path, x: Inputs, progress=None) -
         parsed = x.parsed[: x.pm_sentences] if x.parsed else None
         return perturbed_masking.run(loaded, out, sents, parsed, progress=progress)
     if name == "syntax":
-        return syntax.run(loaded, out, x.corpus, progress=progress)
+        return syntax.run(loaded, out, x.corpus, x.syntax_pairs, progress=progress)
     if name == "robustness":
         return robustness.run(loaded, out, test=x.task_data, max_examples=x.attack_examples, progress=progress)
     raise KeyError(name)

@@ -293,10 +293,12 @@ def plot(result: dict, path: Path, title: str) -> None:
     plt = inputs.pyplot()
 
     names = [k for k, r in result["constructions"].items() if r["n"]]
-    fig, ax = plt.subplots(figsize=(7.5, 0.38 * len(names) + 1.4))
+    fig, ax = plt.subplots(figsize=(9, 0.38 * len(names) + 1.4))
     y = list(range(len(names)))[::-1]
     rows = [result["constructions"][k] for k in names]
     ax.barh(y, [r["accuracy"] for r in rows], color=["C0" if r["source"] == "template" else "C2" for r in rows])
+    for yy, r in zip(y, rows):
+        ax.text(min(r["accuracy"] + 0.01, 0.93), yy, f"{r['accuracy']:.2f}", va="center", fontsize=7)
     for yy, r in zip(y, rows):
         if r["majority_baseline"] is not None:
             ax.plot([r["majority_baseline"]] * 2, [yy - 0.4, yy + 0.4], color="k", lw=1.5)
@@ -306,6 +308,6 @@ def plot(result: dict, path: Path, title: str) -> None:
     ax.set_xlim(0, 1)
     ax.set_xlabel("accuracy (dashed: random; black tick: majority form)", fontsize=8)
     ax.set_title(f"syntax ({result['mode']}) — {title}", fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.4, right=0.97, top=0.9, bottom=0.8 / (0.38 * len(names) + 1.4))
     fig.savefig(path, dpi=90)
     plt.close(fig)
