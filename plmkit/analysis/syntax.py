@@ -59,12 +59,10 @@ CONSTRUCTIONS = ("simple agreement", "across a prepositional phrase", "across a 
 
 
 def requires(loaded: Loaded) -> str | None:
-    model = loaded.model
-    if not hasattr(model, "encode") or not hasattr(model, "forward"):
-        return f"{loaded.member.name} is not a language model"
-    if inputs.causal(model):
-        return None
-    return inputs.masked_lm_problem(loaded)
+    """The models cloze applies to: a masked LM with its MLM head fills the slot, a causal LM scores text."""
+    from .cloze import requires as lm_problem
+
+    return lm_problem(loaded)
 
 
 # ---- items ---------------------------------------------------------------------------------------------
