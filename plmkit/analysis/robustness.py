@@ -36,6 +36,7 @@ Shape legend: N = texts, T = tokens, H = hidden size, V = vocabulary, K = trigge
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 from pathlib import Path
@@ -151,7 +152,7 @@ def load_vectors(directory) -> Neighbours:
     return Neighbours(words[1:], model.embeddings.weight.detach()[1:], f"word2vec directory {d}")  # row 0: <unk>
 
 
-def train_vectors(texts: list[str], source: str, dim: int = 100, epochs: int = 10, seed: int = 0) -> Neighbours:
+def train_vectors(texts: list[str], source: str, dim: int = 100, epochs: int = 5, seed: int = 0) -> Neighbours:
     """Skip-gram vectors trained with gensim on `texts` (the words of plmkit's word2vec member)."""
     try:
         from gensim.models import Word2Vec
@@ -163,8 +164,14 @@ def train_vectors(texts: list[str], source: str, dim: int = 100, epochs: int = 1
     backend = word_tokenizer([]).backend
     sents = [[w for w, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(t))]
              for t in texts]
-    w2v = Word2Vec(sents, vector_size=dim, window=5, min_count=2, sg=1, negative=5, epochs=epochs, seed=seed,
-                   workers=1, hashfxn=_stable_hash)
+    quiet = logging.getLogger("gensim")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # gensim reports every percent of every epoch at INFO
+    try:
+        w2v = Word2Vec(sents, vector_size=dim, window=5, min_count=2, sg=1, negative=5, epochs=epochs, seed=seed,
+                       workers=1, hashfxn=_stable_hash)
+    finally:
+        quiet.setLevel(level)
     words = list(w2v.wv.index_to_key)
     return Neighbours(words, torch.from_numpy(w2v.wv.vectors.copy()),
                       f"gensim skip-gram ({dim} d, {epochs} epochs) trained on {source}: {len(texts)} texts, "
