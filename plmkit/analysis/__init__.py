@@ -10,6 +10,8 @@
 | numeracy | `numeracy` (Wallace et al. 2019) | every neural member |
 | geometry | `geometry` (Ethayarajh 2019; Kornblith et al. 2019; Abnar et al. 2019) | every neural member |
 | perturbed-masking | `perturbed_masking` (Wu et al. 2020) | bidirectional transformers with a mask token |
+| syntax | `syntax` (Marvin & Linzen 2018; Goldberg 2019; Warstadt et al. 2019) | masked LMs with their MLM head; causal LMs |
+| robustness | `robustness` (Jin et al. 2020; Wallace et al. 2019) | fine-tuned single-text classifiers |
 
 Each module's `requires(loaded)` returns None when the method applies, else the reason it does not;
 `report` runs every method that applies into one static page.
@@ -17,10 +19,11 @@ Each module's `requires(loaded)` returns None when the method applies, else the 
 
 from __future__ import annotations
 
-from . import attention, cloze, geometry, heads, numeracy, perturbed_masking, probe
+from . import attention, cloze, geometry, heads, numeracy, perturbed_masking, probe, robustness, syntax
 
 METHODS = {"attention": attention, "heads": heads, "probe": probe, "cloze": cloze, "numeracy": numeracy,
-           "geometry": geometry, "perturbed-masking": perturbed_masking}
+           "geometry": geometry, "perturbed-masking": perturbed_masking, "syntax": syntax,
+           "robustness": robustness}
 
 
 def applicability(loaded) -> dict[str, str | None]:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from . import METHODS, applicability, attention, cloze, geometry, heads, numeracy, perturbed_masking, probe
+from . import robustness, syntax
 from .inputs import Loaded
 
 
@@ -34,6 +35,8 @@ class Inputs:
     max_eval: int = 500
     pm_sentences: int = 20  # perturbed masking costs W² passes a sentence
     numeracy_steps: int = 300  # training steps of each numeracy probe
+    syntax_pairs: int = 200  # syntax: template pairs per construction
+    attack_examples: int = 50  # robustness: test examples put through TextFooler
 
 
 def run_method(name: str, loaded: Loaded, out: Path, x: Inputs, progress=None) -> dict:
@@ -55,6 +58,10 @@ def run_method(name: str, loaded: Loaded, out: Path, x: Inputs, progress=None) -
         sents = None if x.parsed else x.corpus[: x.pm_sentences]
         parsed = x.parsed[: x.pm_sentences] if x.parsed else None
         return perturbed_masking.run(loaded, out, sents, parsed, progress=progress)
+    if name == "syntax":
+        return syntax.run(loaded, out, x.corpus, x.syntax_pairs, progress=progress)
+    if name == "robustness":
+        return robustness.run(loaded, out, test=x.task_data, max_examples=x.attack_examples, progress=progress)
     raise KeyError(name)
 
 
@@ -65,6 +72,8 @@ def missing_input(name: str, loaded: Loaded, x: Inputs) -> str | None:
         return "no --facts (JSONL of relation facts)"
     if name == "heads" and loaded.task_model is not None and not x.task_data:
         return "a fine-tuned model needs --task-data (labelled examples of its task)"
+    if name == "robustness" and not (x.task_data or (loaded.meta.get("finetuned") or {}).get("test")):
+        return "no --task-data and the fine-tuning run recorded no test file"
     return None
 
 
@@ -240,6 +249,31 @@ def _summary(name: str, r: dict) -> str:
             return (f"<p>UAS of the induced trees on {r['words']} words of {r['sentences']} sentences: "
                     f"{r['uas']:.3f}; right-branching baseline {r['right_branching_uas']:.3f}.</p>")
         return f"<p>Impact matrices and induced trees of {r['sentences']} sentences (no gold trees given).</p>"
+    if name == "syntax":
+        rows = [[k, v["source"], v["n"], v["skipped"], v["accuracy"], v["majority_baseline"], v["random_baseline"]]
+                for k, v in r["constructions"].items()]
+        ex = _table(["construction", "grammatical", "ungrammatical", "right", "margin"],
+                    [[e["construction"], e["good"], e["bad"], "yes" if e["correct"] else "no", e["margin"]]
+                     for e in r["examples"][:12]])
+        return (f"<p>Mode: {_e(r['mode'])}; {r['scored']} of {r['items']} pairs scored.</p>" +
+                _table(["construction", "source", "n", "skipped", "accuracy", "majority form", "random"], rows) + ex)
+    if name == "robustness":
+        f, t = r["textfooler"], r["triggers"]
+        out = (f"<p>TextFooler on {f['examples']} examples of {_e(r['test'])}; neighbours: {_e(r['vectors'])}; "
+               f"similarity: {_e(r['similarity_encoder'])}.</p>" +
+               _table(["accuracy", "under attack", "success rate", "perturbed words", "similarity",
+                       "queries per example"],
+                      [[f["accuracy"], f["accuracy_under_attack"], f["success_rate"], f["perturbed_word_ratio"],
+                        f["similarity"], f["queries_per_example"]]]) +
+               _table(["original (words read)", "adversarial", "new label"],
+                      [[s["original"], s["adversarial"], s["label"]] for s in f["successes"][:5]]))
+        if "skipped" in t:
+            return out + f"<p>Universal triggers skipped: {_e(t['skipped'])}.</p>"
+        return out + (f"<p>Universal triggers of {t['length']} tokens, one per class (searched on the training "
+                      f"data): test accuracy {_num(t['accuracy'])} → {_num(t['accuracy_with_triggers'])}.</p>" +
+                      _table(["class", "trigger", "test examples", "accuracy", "with trigger"],
+                             [[k, c["trigger_text"], c["test_examples"], c["accuracy"], c["accuracy_with_trigger"]]
+                              for k, c in t["classes"].items()]))
     return ""
 
 
@@ -270,7 +304,9 @@ def write_page(loaded: Loaded, out: Path, results: dict, status: dict) -> Path:
               "cloze": "Cloze facts (Petroni et al. 2019; Kassner & Schütze 2020)",
               "numeracy": "Numeracy (Wallace et al. 2019)",
               "geometry": "Geometry (Ethayarajh 2019) and layer similarity (CKA, RSA)",
-              "perturbed-masking": "Perturbed masking (Wu et al. 2020)"}
+              "perturbed-masking": "Perturbed masking (Wu et al. 2020)",
+              "syntax": "Agreement and NPI minimal pairs (Marvin & Linzen 2018; Goldberg 2019; Warstadt et al. 2019)",
+              "robustness": "Adversarial robustness (Jin et al. 2020; Wallace et al. 2019)"}
     for name in METHODS:
         if name not in results:
             continue

@@ -25,6 +25,15 @@ _WHAT = {
     "perturbed-masking": "Wu et al. 2020's impact matrix and the tree Eisner's algorithm induces from it; UAS "
                          "against gold trees (--parse) and the right-branching baseline. Bidirectional "
                          "transformers with a mask token.",
+    "syntax": "subject–verb agreement and negative-polarity-item minimal pairs: templates (Marvin & Linzen 2018; "
+              "Warstadt et al. 2019) and agreement pairs mined from --corpus by flipping an auxiliary's number; a "
+              "masked LM compares the forms at [MASK] (Goldberg 2019), a causal LM the whole sentences; accuracy "
+              "per construction against the random and majority-form baselines. Masked LMs with their MLM head, "
+              "and causal LMs.",
+    "robustness": "TextFooler word-substitution attacks (Jin et al. 2020: importance by deletion, word2vec "
+                  "neighbours, a sentence-similarity constraint, greedy until the label flips) and universal "
+                  "adversarial triggers found by HotFlip (Wallace et al. 2019): success rate, perturbed-word ratio, "
+                  "queries per example, accuracy under attack and with triggers. Fine-tuned classifiers.",
     "all": "every method that applies to the model, into DIR/report/index.html: a static page (works from a "
            "file:// URL) with the figures, tables, the model's card and an interactive attention view; methods "
            "that do not apply, or lack their input, are listed with the reason.",
@@ -39,7 +48,7 @@ def _corpus(p, default_help: str = "sentences for the corpus statistics") -> Non
 
 def add_commands(sub) -> None:
     a = sub.add_parser("analyze", help="look inside a model: attention, heads, probes, cloze, numeracy, geometry, "
-                       "perturbed masking, or all into a report page",
+                       "perturbed masking, syntax, robustness, or all into a report page",
                        description="Analysis methods from the literature on any model directory plmkit loads. "
                                    "Each writes JSON and PNG files into --out.")
     methods = a.add_subparsers(dest="method", required=True, metavar="METHOD")
@@ -55,6 +64,28 @@ def add_commands(sub) -> None:
                                    "the corpus sample)")
     for name in ("attention", "heads", "geometry", "perturbed-masking", "all"):
         _corpus(parsers[name])
+    _corpus(parsers["syntax"], "sentences to mine agreement pairs from")
+    parsers["syntax"].add_argument("--per-construction", type=int, default=200, metavar="N",
+                                   help="template pairs drawn per construction (default 200)")
+    r = parsers["robustness"]
+    r.add_argument("--data", metavar="F", help="labelled test examples (default: the --test file the fine-tuning "
+                   "run recorded)")
+    r.add_argument("--train", metavar="F", help="labelled training examples: the trigger search, and the gensim "
+                   "vectors without --vectors (default: the fine-tuning run's --train)")
+    r.add_argument("--vectors", metavar="DIR", help="word2vec directory (plmkit pretrain --model word2vec) for the "
+                   "substitutes; default: skip-gram vectors trained with gensim on --train")
+    r.add_argument("--encoder", metavar="DIR", help="model whose mean-pooled last layer measures sentence "
+                   "similarity (default: the classifier's own body)")
+    r.add_argument("--max-examples", type=int, default=100, metavar="N", help="test examples attacked (default 100)")
+    r.add_argument("--candidates", type=int, default=30, metavar="K",
+                   help="word2vec neighbours tried per word (default 30)")
+    r.add_argument("--min-cosine", type=float, default=0.5, help="least word-vector cosine of a substitute "
+                   "(default 0.5)")
+    r.add_argument("--min-similarity", type=float, default=0.7,
+                   help="least sentence-vector cosine of the perturbed window to the original (default 0.7)")
+    r.add_argument("--max-queries", type=int, default=2000, help="classifier queries per example (default 2000)")
+    r.add_argument("--trigger-length", type=int, default=3, help="tokens in each universal trigger (default 3)")
+    r.add_argument("--trigger-rounds", type=int, default=4, help="passes of HotFlip over the trigger (default 4)")
     for name in ("attention", "perturbed-masking", "all"):
         parsers[name].add_argument("--parse", metavar="F.conllu", help="gold dependency trees (CoNLL-U)")
     parsers["heads"].add_argument("--data", metavar="F", help="a fine-tuned model's labelled task data")
@@ -130,6 +161,25 @@ def _cmd(a) -> int:
         res = numeracy.run(loaded, out, low, high, a.steps)
         text = "\n".join(f"{k:<16} list max {v['list_max_accuracy']:.3f}  decoding RMSE {v['decoding_rmse']:.2f}  "
                          f"addition RMSE {v['addition_rmse']:.2f}" for k, v in res["representations"].items())
+    elif m == "syntax":
+        from ..analysis import syntax
+
+        if a.per_construction < 1:
+            raise PlmkitError("--per-construction must be at least 1")
+        corpus = _sentences(a)
+        with tqdm(desc="syntax", unit="pair") as bar:
+            res = syntax.run(loaded, out, corpus, a.per_construction, mined=None, progress=bar)
+        text = syntax.table(res)
+    elif m == "robustness":
+        from ..analysis import robustness
+
+        if a.max_examples < 1 or a.candidates < 1 or a.max_queries < 1 or a.trigger_length < 1:
+            raise PlmkitError("--max-examples, --candidates, --max-queries and --trigger-length must be positive")
+        with tqdm(desc="robustness", unit="example") as bar:
+            res = robustness.run(loaded, out, a.data, a.train, a.vectors, a.encoder, a.max_examples, a.candidates,
+                                 a.min_cosine, a.min_similarity, a.max_queries, a.trigger_length,
+                                 a.trigger_rounds, progress=bar)
+        text = robustness.table(res)
     elif m == "probe":
         from ..analysis import probe
 
