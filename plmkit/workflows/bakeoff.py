@@ -352,7 +352,6 @@ def _pretrain_args(e: Entry, tokenizer: str, s: Settings, steps: int, save_every
 
 def _run_member(d: Path, e: Entry, corpus, probe_corpus, tokenizer, tasks: list[Task], heldout, budget, minutes,
                 s: Settings, progress: bool) -> dict:
-    from .pretrain import pretrain
 
     row: dict[str, Any] = {"member": e.label, "name": e.member.name, "parent": e.member.parent,
                            "kind": e.member.kind, "objective": e.objective, "tokenizer": Path(tokenizer).name,
