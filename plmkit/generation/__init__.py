@@ -1,6 +1,7 @@
-"""Decoding from pre-trained models: continuations of the models that read left to right (`generate`: GPT,
-GPT-2, UniLM, the recurrent and n-gram LMs), the fillers of a masked LM's [MASK] positions (`fill_mask`),
-and text sampled from a masked LM by Gibbs sampling (`gibbs`, Wang & Cho 2019).
+"""Decoding from pre-trained models: continuations of the models that read left to right and targets of the
+encoder–decoders (`generate`: GPT, GPT-2, UniLM, the recurrent and n-gram LMs; T5, BART, MASS), the fillers
+of a masked LM's [MASK] positions (`fill_mask`), and text sampled from a masked LM by Gibbs sampling
+(`gibbs`, Wang & Cho 2019).
 
 The decoding protocol
 ---------------------
@@ -21,6 +22,10 @@ The engine never runs a decoder's whole sequence again at each step. A decoder t
     model.generation_frame(tokenizer) -> (before, after, eos)   (optional)
         The ids around a prompt and the id that ends a continuation; by default a prompt starts after
         the document separator of the pre-training stream and ends at the next one.
+    model.encoder_decoder -> bool   (optional)
+        True when a prompt is a source that the decoder does not continue (T5, BART, MASS): the result's text
+        is the new text alone, and the repetition rules see the decoder's start token and the target, not
+        the source (as transformers' do).
 
 A transformer body gets all of it from plmkit/models/transformer.py: `encode(..., cache=cache)` calls
 `cache.extend(T, attention_mask)` for the step's position ids (each row counts its own real tokens, so

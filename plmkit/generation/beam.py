@@ -13,6 +13,8 @@ Shape legend: B = prompts, K = beams, V = vocabulary.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .search import Row, Settings, Texts, left_pad, presence, process
@@ -20,8 +22,10 @@ from .search import Row, Settings, Texts, left_pad, presence, process
 DEAD = -1.0e9  # the score of a beam that must not be extended (as in transformers, finite so sums stay ordered)
 
 
-def beam_search(decoder, framed: list[list[int]], eos: int | None, s: Settings, texts: Texts | None) -> list[Row]:
-    """The num_return_sequences best finished beams of each prompt, best first, in prompt order."""
+def beam_search(decoder, framed: list[list[int]], eos: int | None, s: Settings, texts: Texts | None,
+                history: list[int] | None = None) -> list[Row]:
+    """The num_return_sequences best finished beams of each prompt, best first, in prompt order. `history`:
+    what the decoder read before the continuation where it is not the prompt (`Row.history`)."""
     B, K = len(framed), s.num_beams
     ids, mask = left_pad(framed)
     cache = decoder.new_cache(B, ids.shape[1] + s.max_new_tokens)
@@ -30,7 +34,7 @@ def beam_search(decoder, framed: list[list[int]], eos: int | None, s: Settings, 
     cache.reorder(expand)
     logits = logits[expand]  # (B·K, V)
     V = logits.shape[-1]
-    beams = [Row(b, framed[b]) for b in range(B) for _ in range(K)]
+    beams = [Row(b, framed[b], history=history) for b in range(B) for _ in range(K)]
     running = torch.zeros(B, K)
     running[:, 1:] = DEAD  # the K copies are one beam until the first step tells them apart
     finished: list[list[tuple[float, list[int], str]]] = [[] for _ in range(B)]  # best first, at most K
@@ -59,7 +63,7 @@ def beam_search(decoder, framed: list[list[int]], eos: int | None, s: Settings, 
         running = (top + ended * DEAD).gather(1, keep)
         src, tok = src.gather(1, keep), tok.gather(1, keep)
         index = (torch.arange(B)[:, None] * K + src).view(-1)  # (B·K) the parent of each new beam
-        beams = [Row(beams[i].source, beams[i].prompt, beams[i].tokens + [t])
+        beams = [dataclasses.replace(beams[i], tokens=beams[i].tokens + [t])
                  for i, t in zip(index.tolist(), tok.view(-1).tolist())]
         for b in range(B):
             if open_[b] and len(finished[b]) >= K:
@@ -75,7 +79,7 @@ def beam_search(decoder, framed: list[list[int]], eos: int | None, s: Settings, 
     rows = []
     for b in range(B):
         for score, tokens, why in finished[b][:s.num_return_sequences]:
-            rows.append(Row(b, framed[b], tokens, why, score))
+            rows.append(Row(b, framed[b], tokens, why, score, history=history))
     return rows
 
 
@@ -90,7 +94,7 @@ def _ends(beams: list[Row], src: torch.Tensor, tok: torch.Tensor, eos: int | Non
             why = "eos" if t == eos else None
             if why is None and texts is not None and texts.stop:
                 parent = beams[b * K + j]
-                grown = Row(parent.source, parent.prompt, parent.tokens + [t])
+                grown = dataclasses.replace(parent, tokens=parent.tokens + [t])
                 why = "stop" if texts.stopped(texts.completion(grown)) is not None else None
             row.append(why or ("length" if last else None))
         out.append(row)

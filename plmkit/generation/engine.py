@@ -40,13 +40,20 @@ def _decoder(model, prompts: list[list[int]], s: Settings):
     return decoder
 
 
+def history(model) -> list[int] | None:
+    """What the decoder has read before the first new token where that is not the prompt: an encoder–decoder
+    reads the prompt (its source) in the encoder and starts the target from its start token."""
+    return [model.config.decoder_start_token_id] if getattr(model, "encoder_decoder", False) else None
+
+
 def _run(decoder, prompts: list[list[int]], eos: int | None, s: Settings, generator, texts: Texts | None,
          on_text=None) -> list[list[Row]]:
     """One batch through the search the settings ask for: each prompt's rows, best first for beams."""
+    start = history(decoder)
     if s.num_beams > 1:
-        rows = beam_search(decoder, prompts, eos, s, texts)
+        rows = beam_search(decoder, prompts, eos, s, texts, start)
     else:
-        rows = [Row(i, p) for i, p in enumerate(prompts) for _ in range(s.num_return_sequences)]
+        rows = [Row(i, p, history=start) for i, p in enumerate(prompts) for _ in range(s.num_return_sequences)]
         sample(decoder, rows, eos, s, generator, texts, on_text)
     out = [[] for _ in prompts]
     for row in rows:
@@ -87,8 +94,9 @@ def generate(model, tokenizer, prompts: str | list[str], *, max_new_tokens: int 
     """Continue each prompt.
 
     Args:
-        model, tokenizer: a model that generates (GPT, GPT-2, UniLM, the recurrent and n-gram LMs) and its
-            tokenizer (`plmkit.load`, `plmkit.load_tokenizer`).
+        model, tokenizer: a model that generates (GPT, GPT-2, UniLM, the recurrent and n-gram LMs; an
+            encoder–decoder — T5, BART, MASS — whose prompts are sources) and its tokenizer (`plmkit.load`,
+            `plmkit.load_tokenizer`).
         prompts: one prompt or a list; a list is decoded in batches of `batch_size` (default: all at
             once), each left-padded to its longest prompt.
         max_new_tokens, min_new_tokens: bounds on each continuation's tokens; before the minimum the
@@ -111,7 +119,8 @@ def generate(model, tokenizer, prompts: str | list[str], *, max_new_tokens: int 
         show_progress: a progress bar over the prompts.
 
     Returns:
-        For one prompt, {"prompt", "text": prompt and continuation, "completion", "tokens": the new ids
+        For one prompt, {"prompt", "text": prompt and continuation (an encoder–decoder's: the target, since it
+        continues nothing), "completion", "tokens": the new ids
         (end-of-text excluded), "prompt_tokens", "finish": "eos" | "stop" | "length"} (+ "score" from beam
         search), or a list of num_return_sequences of them; for a list of prompts, a list with that for each.
     """
@@ -130,7 +139,7 @@ def generate(model, tokenizer, prompts: str | list[str], *, max_new_tokens: int 
     decoder = _decoder(model, framed, s)
     model.eval()
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    texts = Texts(tokenizer, s.stop, len(before), len(after))
+    texts = Texts(tokenizer, s.stop, len(before), len(after), continues=history(model) is None)
     size = batch_size or len(prompts)
     results = []
     with tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not show_progress) as bar:

@@ -75,6 +75,14 @@ class Row:
     finish: str | None = None  # "eos" | "stop" | "length" once done
     score: float | None = None  # beam search: the length-penalised log-probability
     emitted: str = ""  # text already handed to the stream callback
+    history: list[int] | None = None  # what the decoder read before the continuation, if not the prompt
+
+    @property
+    def seen(self) -> list[int]:
+        """The ids the repetition rules look at: the decoder's input so far. A decoder-only LM's is the prompt
+        and the continuation; an encoder–decoder's is its start token and the target, as in transformers
+        (the source is the encoder's)."""
+        return (self.prompt if self.history is None else self.history) + self.tokens
 
 
 class Recompute:
@@ -119,11 +127,14 @@ class _Sequences:
 class Texts:
     """Decoded text of rows: the completion, where a stop string cuts it, what a stream may show yet."""
 
-    def __init__(self, tokenizer, stop: tuple[str, ...], before: int, after: int):
+    def __init__(self, tokenizer, stop: tuple[str, ...], before: int, after: int, continues: bool = True):
         self.tokenizer, self.stop = tokenizer, stop
         self.before, self.after = before, after  # how many framing ids surround a prompt
+        self.continues = continues  # False: the new text is a target of its own (an encoder–decoder's)
 
     def completion(self, row: Row) -> str:
+        if not self.continues:
+            return self.tokenizer.decode(row.tokens)
         # Decode prompt and continuation together: some tokenizers mark word boundaries on the left token.
         prompt = row.prompt[self.before:]
         full, head = self.tokenizer.decode(prompt + row.tokens), self.tokenizer.decode(prompt)
@@ -146,7 +157,8 @@ class Texts:
         cut = self.stopped(completion) if self.stop else None
         if cut is not None:
             completion = completion[:cut]
-        out = {"prompt": prompt, "text": prompt + completion, "completion": completion, "tokens": row.tokens,
+        text = prompt + completion if self.continues else completion
+        out = {"prompt": prompt, "text": text, "completion": completion, "tokens": row.tokens,
                "prompt_tokens": len(row.prompt) - self.before - self.after, "finish": row.finish or "length"}
         if row.score is not None:
             out["score"] = row.score
@@ -170,7 +182,7 @@ def process(scores: torch.Tensor, rows: list[Row], present: torch.Tensor | None,
     if present is not None:
         scores = penalize_repetition(scores, present, s.repetition_penalty)
     if s.no_repeat_ngram_size:
-        scores = block_repeated_ngrams(scores, [r.prompt + r.tokens for r in rows], s.no_repeat_ngram_size)
+        scores = block_repeated_ngrams(scores, [r.seen for r in rows], s.no_repeat_ngram_size)
     if step < s.min_new_tokens and eos is not None:
         scores[:, eos] = float("-inf")
     return scores
@@ -182,7 +194,7 @@ def presence(rows: list[Row], vocab: int, s: Settings) -> torch.Tensor | None:
         return None
     present = torch.zeros(len(rows), vocab, dtype=torch.bool)
     for i, r in enumerate(rows):
-        present[i, r.prompt + r.tokens] = True
+        present[i, r.seen] = True
     return present
 
 
