@@ -19,7 +19,7 @@ def add_commands(sub) -> None:
                                    "`plmkit compress METHOD --help` shows its options and recipe) on the teacher "
                                    "in --model: " + _FRONT + " Methods that support it also distil a "
                                    "pre-trained teacher on a --corpus instead (general distillation).")
-    c.add_argument("method", metavar="METHOD", help="a registered method, or list")
+    c.add_argument("method", metavar="METHOD", choices=_Methods(), help="a registered method, or list")
     c.add_argument("args", nargs=argparse.REMAINDER, help="the method's arguments (see METHOD --help)")
     c.set_defaults(func=_cmd_compress)
 
@@ -42,6 +42,21 @@ def add_commands(sub) -> None:
                         "repeatable")
     f.add_argument("--json", action="store_true", help="print frontier.json instead of the table")
     f.set_defaults(func=_cmd_frontier)
+
+
+class _Methods:
+    """The registered method names and `list`, read when asked (importing the methods imports torch)."""
+
+    def _names(self) -> list[str]:
+        from ..compress import methods
+
+        return ["list", *(m.name for m in methods())]
+
+    def __contains__(self, name) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
 
 
 def _method_parser(m) -> argparse.ArgumentParser:
