@@ -141,7 +141,7 @@ def test_a_tiny_victim_is_copied_and_the_sweep_writes_its_curve(data, tmp_path):
     out = tmp_path / "copy"
     r = compress("extract", data / "victim", out, **_files(data),
                  options={"queries": "corpus", "corpus": str(data / "queries.txt"), "budgets": "40,300",
-                          "answers": "probs", "epochs": 3, "lr": 3e-3}, progress=False)
+                          "answers": "probs", "epochs": 6, "lr": 3e-3}, progress=False)
     test = read_task(data / "test.jsonl", "classify")
     victim = load_finetuned(data / "victim")
     from plmkit.heads import evaluate
