@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 TASKS = {"spam": ("classify", "jsonl"), "brown-genre": ("classify", "jsonl"), "brown-pos": ("tag", "txt")}
-TRAIN, DEV, TEST = 1000, 150, 400
-SPEC = {"steps": 360, "batch_size": 8, "lr": 1e-4, "max_length": 64, "eval_every": 60, "finetune_steps": 30,
+TRAIN, DEV, TEST = 500, 100, 300
+SPEC = {"steps": 120, "batch_size": 8, "lr": 1e-4, "max_length": 64, "eval_every": 40, "finetune_steps": 10,
         "compare": True, "seed": 0}
 
 
