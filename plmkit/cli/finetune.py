@@ -22,7 +22,7 @@ def add_commands(sub) -> None:
                                    "fine-tuned from random weights. Prints the table; writes report.json, "
                                    "comparison.png and the models to --out.")
     q.add_argument("--out", default="plmkit-quickstart", metavar="DIR")
-    q.add_argument("--steps", type=int, help="pre-training steps (default 1500, about 3.5 minutes on 2 CPU cores)")
+    q.add_argument("--steps", type=int, help="pre-training steps (default 1500, about 5 minutes of one CPU core)")
     q.add_argument("--member", choices=("gpt", "bert"), help="the member to pre-train (default gpt)")
     q.set_defaults(func=_cmd_quickstart)
 
