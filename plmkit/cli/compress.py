@@ -19,7 +19,8 @@ def add_commands(sub) -> None:
                                    "`plmkit compress METHOD --help` shows its options and recipe) on the teacher "
                                    "in --model: " + _FRONT + " Methods that support it also distil a "
                                    "pre-trained teacher on a --corpus instead (general distillation).")
-    c.add_argument("method", metavar="METHOD", choices=_Methods(), help="a registered method, or list")
+    method = c.add_argument("method", metavar="METHOD", help="a registered method, or list")
+    method.known = _Methods()  # the values it takes, for the reading list's links (an unknown one: see get())
     c.add_argument("args", nargs=argparse.REMAINDER, help="the method's arguments (see METHOD --help)")
     c.set_defaults(func=_cmd_compress)
 

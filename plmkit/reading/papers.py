@@ -247,8 +247,10 @@ def command(words: str) -> tuple[str, tuple[str, ...]] | None:
             if sub is not None and id(sub) not in given and w in sub.choices:
                 p, given = sub.choices[w], set()
             else:
+                # a positional's values: its choices, or what it declares it knows (compress METHOD)
                 a = next((a for a in p._actions if not a.option_strings and id(a) not in given
-                          and not isinstance(a, argparse._SubParsersAction) and a.choices and w in a.choices), None)
+                          and not isinstance(a, argparse._SubParsersAction)
+                          and w in (a.choices or getattr(a, "known", ()))), None)
                 if a is None:
                     return None
                 given.add(id(a))
