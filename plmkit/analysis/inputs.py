@@ -180,18 +180,12 @@ class Batch:
     tokens: list[list[str]]  # per sentence, the token strings (specials included)
 
 
-def frame(model: nn.Module, tokenizer) -> tuple[list[int], list[int]]:
-    """The ids put before and after a sentence, as the heads frame a single text: [CLS] … [SEP] for a
-    bidirectional transformer, the body's own frame where it has one, nothing for a causal LM."""
-    from ..heads.pooling import frame_ids
-
-    return frame_ids(model, tokenizer)
-
-
 def encode_words(model: nn.Module, tokenizer, sentences: list[list[str]], max_length: int | None = None) -> Batch:
     """Encode word-split sentences, keeping at most `max_length` tokens (default the model's limit);
     words cut off by the limit are dropped."""
-    begin, end = frame(model, tokenizer)
+    from ..heads.pooling import frame_ids  # as the heads frame a single text
+
+    begin, end = frame_ids(model, tokenizer)
     limit = min(max_length or 10 ** 9, getattr(model.config, "max_positions", 512)) - len(begin) - len(end)
     rows, owners = [], []
     for words in sentences:
