@@ -285,3 +285,37 @@ def test_text_to_text_evaluation_and_the_generate_command_decode_through_the_eng
                  "--max-new-tokens", "8", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["prompt"] == pairs[0]["source"] and printed["text"] == printed["completion"] == engine[0]["completion"]
+
+
+def test_text_to_text_classification_is_exact_match_of_generated_label_words(kjv_head, tmp_path, capsys):
+    """finetune --task classify/pair --text-to-text reads T5's "task sentence: …" sources, learns the label as
+    words, and scores by exact match of what the beam search writes: accuracy = exact match = the share of
+    predictions equal to the label, `invalid` = the share that is no label at all."""
+    from plmkit.cli import main
+    from plmkit.data.tasks import Example
+    from plmkit.heads.text2text import source_text
+
+    assert source_text("classify", Example(text="a b", label="x")) == "classify sentence: a b"
+    assert source_text("pair", Example(text="a", text_b="b", label="x")) == "pair sentence1: a sentence2: b"
+    base = tmp_path / "t5"
+    pretrain("t5", [str(kjv_head(300))], base, size="tiny",
+             model_overrides={"num_layers": 1, "hidden_size": 32, "intermediate_size": 64, "max_positions": 64},
+             train_overrides={"steps": 2, "batch_size": 8, "log_every": 1},
+             data_overrides={"seq_len": 32, "vocab_size": 300, "workers": 1})
+    verses = kjv_head(300).read_text().splitlines()
+    rows = [{"text": " ".join(v.split()[:8]), "label": "lord" if "LORD" in v else "man"} for v in verses[:64]]
+    data = tmp_path / "cls.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "ft"
+    assert main(["-q", "finetune", "--model", str(base), "--task", "classify", "--text-to-text", "--train", str(data),
+                 "--dev", str(data), "--test", str(data), "--out", str(out), "--epochs", "4", "--lr", "1e-2",
+                 "--batch-size", "8", "--max-length", "16", "--max-target-length", "4", "--num-beams", "2"]) == 0
+    test = json.loads((out / "eval.json").read_text())["test"]
+    capsys.readouterr()
+    assert main(["predict", "--model", str(out), "--data", str(data)]) == 0
+    predicted = [json.loads(line)["prediction"] for line in capsys.readouterr().out.splitlines()]
+    gold = [r["label"] for r in rows]
+    assert len(predicted) == len(rows)
+    assert test["accuracy"] == test["exact_match"] == pytest.approx(np.mean([p == g for p, g in zip(predicted, gold)]))
+    assert test["invalid"] == pytest.approx(np.mean([p not in ("lord", "man") for p in predicted]))
+    assert test["invalid"] < 0.5, predicted  # four epochs teach it to answer with a label word
