@@ -10,7 +10,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from plmkit.cli import main
 from plmkit.errors import PlmkitError
-from plmkit.workflows.bakeoff import SCRATCH, Settings, Task, bakeoff, claims, count_flops, parse_task, step_flops
+from plmkit.workflows.bakeoff import (SCRATCH, Settings, Task, bakeoff, claims, count_flops, flops_ticks, parse_task,
+                                      step_flops)
 
 
 class TinyAttention(torch.nn.Module):
@@ -110,6 +111,27 @@ def test_two_members_end_to_end_then_a_rerun_does_nothing_and_a_new_member_runs_
 
     with pytest.raises(PlmkitError, match="other budget"):
         bakeoff(tiny["out"], members=["gpt"], **{**run, "budget": 2e9})
+
+
+def test_minutes_give_each_member_the_steps_its_timed_step_allows(tiny, tmp_path):
+    """With --minutes, steps = the wall-clock ÷ the seconds of a step timed outside the FLOP counter; the FLOPs
+    are still counted, so a member's FLOPs follow from its steps rather than bound them."""
+    run = dict(corpus=tiny["corpus"], tasks=tiny["tasks"], heldout=None, settings=tiny["settings"], progress=False)
+    r = bakeoff(tmp_path / "out", members=["gpt"], minutes=0.05, **run)
+    (gpt,) = r["members"]
+    probe = json.loads((tmp_path / "out" / "members" / "gpt" / "probe" / "done.json").read_text())
+    assert probe["seconds_per_step"] > 0
+    assert gpt["steps"] == max(1, int(0.05 * 60 / probe["seconds_per_step"]))
+    assert gpt["pretrain_flops"] == gpt["steps"] * gpt["flops_per_step"] == gpt["steps"] * probe["flops_per_step"]
+    assert r["settings"]["minutes"] == 0.05 and r["settings"]["budget_flops"] is None
+    with pytest.raises(PlmkitError, match="budget"):  # a directory keeps the compute it was started with
+        bakeoff(tmp_path / "out", members=["gpt"], budget=1e9, **run)
+
+
+def test_the_flops_axis_is_labelled_within_a_decade():
+    assert flops_ticks(1.5e11, 6e11) == [5e11]
+    assert flops_ticks(2.5e10, 4e11) == [5e10, 1e11, 2e11, 5e11]
+    assert flops_ticks(1e9, 1e9) == []
 
 
 def _row(member, name=None, objective="clm", parent=None, counted=False, scores=None, lm=None):

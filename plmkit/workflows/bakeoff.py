@@ -683,10 +683,17 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def flops_ticks(floor: float, top: float) -> list[float]:
+    """The FLOPs axis's labelled ticks: 1, 2 and 5 × each power of ten above the floor (where "none" sits) up to
+    a little past the largest point. The range is often under a decade, where a log axis labels nothing."""
+    return [m * 10.0 ** k for k in range(math.floor(math.log10(floor)), math.ceil(math.log10(top)) + 1)
+            for m in (1, 2, 5) if floor * 1.5 < m * 10.0 ** k < top * 1.5]
+
+
 def plot(result: dict, path: Path) -> None:
     """Score against pre-training FLOPs per member, a panel per task (and one for bits per byte)."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FixedLocator, NullLocator
 
     from ..durable import atomic_file
 
@@ -699,6 +706,7 @@ def plot(result: dict, path: Path) -> None:
     fig = Figure(figsize=(5 * len(panels), 4.2))
     positive = [p["flops"] for r in rows for p in r.get("points", {}).values() if p["flops"]]
     floor = min(positive) / 4 if positive else 1.0  # where "no pre-training" sits on the log axis
+    ticks = flops_ticks(floor, max(positive, default=floor))
     for i, panel in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         for j, r in enumerate(rows):
@@ -719,8 +727,10 @@ def plot(result: dict, path: Path) -> None:
                 x, y, e = zip(*pts)
                 ax.errorbar(x, y, yerr=e, marker=marker, color=color, capsize=2, label=r["member"])
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a short log range overlap
-        ax.set_xlabel("pre-training FLOPs (leftmost: none)")
+        ax.xaxis.set_major_locator(FixedLocator([floor, *ticks]))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels(["none"] + [f"{t:.0e}".replace("e+", "e") for t in ticks])
+        ax.set_xlabel("pre-training FLOPs")
         metric = next((c["metric"] for r in rows for c in r.get("finetune", {}).get(panel, {}).values()
                        if "metric" in c), "score")
         ax.set_ylabel("held-out bits per byte" if panel == "lm" else f"test {metric}")
