@@ -146,6 +146,10 @@ def _row(member, name=None, objective="clm", parent=None, counted=False, scores=
             "lm": lm or {}, "seconds": 1.0}
 
 
+def by_claim(rows, tasks):
+    return {c["claim"]: c for c in claims(rows, tasks)}
+
+
 def test_claims_from_synthetic_cells():
     tasks = [Task("a", "classify", "x", "y"), Task("p", "pair", "x", "y")]
     good, bad = [0.8, 0.82, 0.81], [0.6, 0.62, 0.61]
@@ -170,7 +174,15 @@ def test_claims_from_synthetic_cells():
     pre = by["pre-training beats none"]
     assert pre["verdict"] == "did not hold" and "bert — did not hold" in pre["evidence"]
     assert by["neural LMs overtake the KN n-gram as the budget grows"]["verdict"] == "held"
-    assert by["dynamic masking ≥ static masking"]["verdict"] == "not measurable here"
+    assert by["dynamic masking ≥ static masking"]["verdict"] == "not measurable here"  # no static run
+    # Static masks seen once (under one epoch of the copies) are dynamic ones: not judged, whatever the scores.
+    once = _row("bert@mlm-static", name="bert", objective="mlm-static", scores={"a": {"step-10": bad}}) | {"epochs": 0.4}
+    static = by_claim(rows + [once], tasks)["dynamic masking ≥ static masking"]
+    assert static["verdict"] == "not measurable here" and "0.40 epochs" in static["evidence"]
+    # Seen three times each, they are judged: bert@mlm (good) ≥ bert@mlm-static (bad) on task a.
+    thrice = once | {"epochs": 3.0}
+    static = by_claim(rows + [thrice], tasks)["dynamic masking ≥ static masking"]
+    assert static["verdict"] == "held" and "bert@mlm vs bert@mlm-static" in static["evidence"]
     assert claims(rows[:1], tasks[:1])[0]["verdict"] == "not measurable here"  # no ELECTRA measured
 
 

@@ -206,3 +206,38 @@ def test_resized_bert_keeps_old_logits_and_saves_at_the_new_size(tmp_path):
     assert after.shape[-1] == 102 and torch.allclose(after[..., :99], before, atol=1e-6)
     save_model(m, tmp_path)
     assert plmkit.load(tmp_path).config.vocab_size == 102
+
+
+def test_static_masks_repeat_per_copy_and_dynamic_ones_do_not(kjv_head, tmp_path):
+    """mlm-static (BERT's original recipe, RoBERTa §4.1): the corpus in dupe_factor copies, each copy masked
+    once — the same copy read twice shows the same mask, another copy of the window another mask; `mlm` draws
+    anew at every read."""
+    import json
+    import types
+
+    from plmkit.objectives.mlm import Copies, MaskedLM, StaticMaskedLM
+    from plmkit.workflows.pretrain import pretrain
+
+    tok = types.SimpleNamespace(cls_id=1, sep_id=2, mask_id=3, pad_id=0, special_ids={0, 1, 2, 3}, vocab_size=500)
+    windows = [torch.randint(10, 500, (30,), generator=torch.Generator().manual_seed(i)).numpy() for i in range(4)]
+    static, dynamic = StaticMaskedLM(tok, 32), MaskedLM(tok, 32)
+    copies = Copies(windows, static.dupe_factor)
+    assert len(copies) == 40 and copies[13][0] == 13 and (copies[13][1] == windows[1]).all()
+
+    def read(objective, examples, seed):
+        return objective.collate(examples, torch.Generator().manual_seed(seed))
+
+    first, again = read(static, [copies[1], copies[13]], 0), read(static, [copies[1], copies[13]], 7)
+    assert torch.equal(first["input_ids"], again["input_ids"]) and torch.equal(first["masked"], again["masked"])
+    assert not torch.equal(first["masked"][0], first["masked"][1])  # copies 1 and 13 hold window 1 differently
+    assert (first["masked"].sum(1) == round(30 * 0.15)).all() and not first["masked"][:, [0, -1]].any()
+    a, b = read(dynamic, [windows[1]] * 2, 0), read(dynamic, [windows[1]] * 2, 7)
+    assert not torch.equal(a["masked"], b["masked"])
+
+    out = tmp_path / "static"
+    pretrain("bert", [str(kjv_head(200))], out, objective="mlm-static", size="tiny",
+             model_overrides={"num_layers": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64},
+             train_overrides={"steps": 3, "batch_size": 4, "log_every": 1},
+             data_overrides={"seq_len": 32, "vocab_size": 300, "workers": 1})
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 3 and all(r["loss"] > 0 for r in log)

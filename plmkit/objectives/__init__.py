@@ -14,7 +14,7 @@ from .dea import DenoisingEntityAutoencoder
 from .denoising import MaskedSpan, SpanCorruption, TextInfilling
 from .ernie import KnowledgeMaskedLM
 from .fields import FieldOrderedLM
-from .mlm import MaskedLM, MaskedLMWithNSP
+from .mlm import MaskedLM, MaskedLMWithNSP, StaticMaskedLM
 from .plm import PermutationLM
 from .recurrent import RecurrentCausalLM
 from .rtd import ReplacedTokenDetection
@@ -28,7 +28,8 @@ from .wwm import WholeWordMaskedLM
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (
     CausalLM, DenoisingEntityAutoencoder, FieldOrderedLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
     MaskedLMWithSOP, MaskedSpan, PermutationLM, RecurrentCausalLM, ReplacedTokenDetection, SimCSE, SpanCorruption,
-    TextInfilling, Translation, TranslationAnyDirection, TranslationMaskedLM, UnifiedLM, WholeWordMaskedLM)}
+    StaticMaskedLM, TextInfilling, Translation, TranslationAnyDirection, TranslationMaskedLM, UnifiedLM,
+    WholeWordMaskedLM)}
 
 
 def get_objective(name: str) -> type[Objective]:
@@ -39,5 +40,5 @@ def get_objective(name: str) -> type[Objective]:
 
 __all__ = ["OBJECTIVES", "CausalLM", "DenoisingEntityAutoencoder", "FieldOrderedLM", "KnowledgeMaskedLM", "MaskedLM",
            "MaskedLMWithNSP", "MaskedLMWithSOP", "MaskedSpan", "Objective", "PermutationLM", "RecurrentCausalLM",
-           "ReplacedTokenDetection", "SimCSE", "SpanCorruption", "TextInfilling", "Translation",
+           "ReplacedTokenDetection", "SimCSE", "SpanCorruption", "StaticMaskedLM", "TextInfilling", "Translation",
            "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM", "WholeWordMaskedLM", "get_objective"]

@@ -1,5 +1,6 @@
 """Masked language modelling (15 % of tokens; of those 80 % → [MASK], 10 % → a random token, 10 % kept)
-and next-sentence prediction. Devlin et al. 2019, arXiv:1810.04805, §3.1 and Appendix A.1.
+and next-sentence prediction. Devlin et al. 2019, arXiv:1810.04805, §3.1 and Appendix A.1. Masks are drawn
+anew each time a window is read (dynamic, RoBERTa §4.1), except in `mlm-static`, BERT's original recipe.
 
 Shape legend: B = batch, T = sequence length, V = vocabulary, M = masked positions in the batch.
 """
@@ -82,6 +83,50 @@ class MaskedLM(Objective):
 
     def step(self, model, batch):
         return {"loss": self._mlm(model, batch).loss, "tokens": int(batch["attention_mask"].sum())}
+
+
+class Copies:
+    """`copies` copies of a dataset, item j = (j, dataset[j mod n]): what BERT's preprocessing wrote to disk
+    before masking (create_pretraining_data.py, dupe_factor)."""
+
+    def __init__(self, dataset, copies: int):
+        self.dataset, self.copies = dataset, copies
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.copies
+
+    def __getitem__(self, j: int):
+        return j, self.dataset[j % len(self.dataset)]
+
+
+class StaticMaskedLM(MaskedLM):
+    """MLM with static masks, as the original BERT was trained (RoBERTa §4.1, the baseline of Table 1): the
+    corpus is duplicated `dupe_factor` = 10 times and each copy of a window is masked once, ahead of training,
+    so a copy read again in a later epoch shows the same mask. Here the mask of copy j is drawn from a
+    generator seeded by (seed, j) when it is read, which is the same thing without writing the copies out.
+
+    Below one epoch of the copies (10 passes over the corpus) no mask is ever seen twice, and static masking
+    is dynamic masking by another name; the difference RoBERTa measured (40 epochs: each mask seen 4 times)
+    needs a corpus the budget passes over many times."""
+
+    name = "mlm-static"
+    dupe_factor = 10
+
+    def dataset(self, corpus):
+        return Copies(super().dataset(corpus), self.dupe_factor)
+
+    def collate(self, examples, generator):
+        copy_ids = [j for j, _ in examples]
+        batch = self._add_specials([w for _, w in examples])
+        ids = batch["input_ids"]
+        maskable = batch["attention_mask"].bool() & ~torch.isin(ids, self.specials)
+        rows = [mask_tokens(ids[r:r + 1], maskable[r:r + 1], self.tokenizer.mask_id, self.vocab_size,
+                            torch.Generator().manual_seed(self.seed * 1_000_003 + j), self.mask_prob)
+                for r, j in enumerate(copy_ids)]
+        batch["input_ids"] = torch.cat([c for c, _ in rows])
+        batch["masked"] = torch.cat([m for _, m in rows])
+        batch["labels"] = ids[batch["masked"]]  # (M,)
+        return batch
 
 
 class MaskedLMWithNSP(MaskedLM):
