@@ -21,7 +21,7 @@ def add_commands(sub) -> None:
     x = p.add_subparsers(dest="xling_command", required=True, metavar="ACTION")
     prep = x.add_parser("prepare", help="write the bitext, the held-out pairs, the two-language task and an "
                                         "English → Chinese translation task")
-    prep.add_argument("--out", required=True, metavar="DIR")
+    prep.add_argument("--out", required=True, metavar="DIR", help="where to write the prepared files")
     prep.add_argument("--heldout", type=int, default=1000, help="verse pairs held out for retrieval")
     prep.add_argument("--per-section", type=int, default=50, help="train and test verses per section")
     prep.add_argument("--translate-train", type=int, default=5000, help="translation training pairs, from the "
@@ -33,7 +33,8 @@ def add_commands(sub) -> None:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)
     cmp = x.add_parser("compare", help="pre-train members on the bitext with equal settings and score each")
-    cmp.add_argument("--out", required=True, metavar="DIR")
+    cmp.add_argument("--out", required=True, metavar="DIR", help="run directory: a model per member and "
+                     "the comparison table")
     cmp.add_argument("--models", nargs="+", default=None, metavar="NAME", help="default: xlm laser bert")
     cmp.add_argument("--steps", type=int, help="pre-training steps per member (default 600)")
     cmp.add_argument("--json", action="store_true")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from ..durable import atomic_write
 from ..errors import PlmkitError
 
 POS = ("noun", "verb", "adj", "adv")
@@ -155,12 +156,12 @@ class KnowledgeBase:
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "entities.tsv").write_text("".join(f"{i}\t{k}\t{'|'.join(n)}\n" for i, (k, n)
-                                                in enumerate(zip(self.entities, self.names)) if i),
-                                        encoding="utf-8")
-        (d / "mentions.tsv").write_text("".join(f"{m}\t{e}\n" for m, e in self.mentions.items()), encoding="utf-8")
-        (d / "triples.tsv").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in self.triples), encoding="utf-8")
-        (d / "kb.json").write_text(json.dumps(self.info, indent=2) + "\n", encoding="utf-8")
+        # Each file whole or absent: a save killed half-way leaves no truncated table behind.
+        atomic_write(d / "entities.tsv", "".join(f"{i}\t{k}\t{'|'.join(n)}\n" for i, (k, n)
+                                                 in enumerate(zip(self.entities, self.names)) if i))
+        atomic_write(d / "mentions.tsv", "".join(f"{m}\t{e}\n" for m, e in self.mentions.items()))
+        atomic_write(d / "triples.tsv", "".join(f"{h}\t{r}\t{t}\n" for h, r, t in self.triples))
+        atomic_write(d / "kb.json", json.dumps(self.info, indent=2) + "\n")
         return d
 
     @classmethod

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.knowledge import KnowledgeBase, WordNet
+from ..durable import atomic_file, atomic_write
 from ..errors import PlmkitError
 
 log = logging.getLogger("plmkit")
@@ -57,9 +58,9 @@ def prepare(corpus: list[str], out: str | Path, wordnet: str | Path = WORDNET, m
     s = {**TRANSE, **(transe or {})}
     kb.info["transe"] = {**s, **train_transe(kb, out, s, seed)}
     facts = cloze_facts(kb, wn, facts_per_relation, seed)
-    (out / "facts.jsonl").write_text("".join(json.dumps(f) + "\n" for f in facts), encoding="utf-8")
+    atomic_write(out / "facts.jsonl", "".join(json.dumps(f) + "\n" for f in facts))
     kb.info["facts"] = {r: sum(f["relation"] == r for f in facts) for r in TEMPLATES}
-    (out / "kb.json").write_text(json.dumps(kb.info, indent=2) + "\n", encoding="utf-8")
+    atomic_write(out / "kb.json", json.dumps(kb.info, indent=2) + "\n")
     return kb.info
 
 
@@ -84,8 +85,9 @@ def train_transe(kb: KnowledgeBase, out: Path, s: dict, seed: int = 0) -> dict:
     summary = Trainer(model, Triples(triples), StepSampler(len(triples), cfg.batch_size, seed), objective.collate,
                       objective.step, cfg, out / "transe", save_fn=lambda m, d: None,
                       run_info={"model": "transe", "entities": len(kb.entities), "relations": relations}).train()
-    save_file({"entities": model.vectors(), "relations": model.relations.weight.detach().clone()},
-              str(out / "transe.safetensors"), metadata={"relations": json.dumps(relations)})
+    with atomic_file(out / "transe.safetensors") as tmp:
+        save_file({"entities": model.vectors(), "relations": model.relations.weight.detach().clone()}, str(tmp),
+                  metadata={"relations": json.dumps(relations)})
     return {"final_loss": summary.get("final_loss"), "seconds": summary.get("seconds"),
             "triples": len(triples), "relations": relations}
 
