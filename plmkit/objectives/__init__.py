@@ -18,6 +18,7 @@ from .mlm import MaskedLM, MaskedLMWithNSP
 from .plm import PermutationLM
 from .recurrent import RecurrentCausalLM
 from .rtd import ReplacedTokenDetection
+from .sentence_tasks import SentenceTasks
 from .simcse import SimCSE
 from .sop import MaskedLMWithSOP
 from .tlm import TranslationMaskedLM
@@ -27,8 +28,9 @@ from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (
     CausalLM, DenoisingEntityAutoencoder, FieldOrderedLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
-    MaskedLMWithSOP, MaskedSpan, PermutationLM, RecurrentCausalLM, ReplacedTokenDetection, SimCSE, SpanCorruption,
-    TextInfilling, Translation, TranslationAnyDirection, TranslationMaskedLM, UnifiedLM, WholeWordMaskedLM)}
+    MaskedLMWithSOP, MaskedSpan, PermutationLM, RecurrentCausalLM, ReplacedTokenDetection, SentenceTasks, SimCSE,
+    SpanCorruption, TextInfilling, Translation, TranslationAnyDirection, TranslationMaskedLM, UnifiedLM,
+    WholeWordMaskedLM)}
 
 
 def get_objective(name: str) -> type[Objective]:
@@ -39,5 +41,5 @@ def get_objective(name: str) -> type[Objective]:
 
 __all__ = ["OBJECTIVES", "CausalLM", "DenoisingEntityAutoencoder", "FieldOrderedLM", "KnowledgeMaskedLM", "MaskedLM",
            "MaskedLMWithNSP", "MaskedLMWithSOP", "MaskedSpan", "Objective", "PermutationLM", "RecurrentCausalLM",
-           "ReplacedTokenDetection", "SimCSE", "SpanCorruption", "TextInfilling", "Translation",
+           "ReplacedTokenDetection", "SentenceTasks", "SimCSE", "SpanCorruption", "TextInfilling", "Translation",
            "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM", "WholeWordMaskedLM", "get_objective"]
