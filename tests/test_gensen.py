@@ -262,3 +262,41 @@ def test_bench_rows_replace_only_the_rows_named():
         "skip-thought", "GenSen", "USE (transformer)", "all-MiniLM-L6-v2 mean (reference)"]
     assert table[2] == old.splitlines()[2] and table[5] == old.splitlines()[4]  # the others kept verbatim
     assert table[3] == "| GenSen | auto | 150 steps | 128 | 0.500 | 0.500 | 0.500 | 0.500 | 0.250 |"
+
+
+def test_a_log_line_averages_each_task_over_its_own_steps(kjv_head, tmp_path):
+    out = tmp_path / "run"
+    pretrain("use", [str(kjv_head(200))], out, model_overrides=dict(
+                 embedding_size=16, hidden_size=16, num_heads=2, intermediate_size=32, task_schedule="turns",
+                 tasks={"section": 1, "response": 2}),
+             train_overrides={"steps": 6, "batch_size": 8, "log_every": 3},
+             data_overrides={"seq_len": 16, "vocab_size": 200})
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [3, 6]
+    for r in log:  # steps: section, response, response: the line's loss is the mean of the three steps
+        assert set(k for k in r if k.endswith("_loss")) == {"section_loss", "response_loss"}
+        assert r["loss"] == pytest.approx((r["section_loss"] + 2 * r["response_loss"]) / 3)
+
+
+def test_two_processes_train_one_task_a_step(tmp_path):
+    """Each step leaves the other tasks' heads without gradients: DDP is told to expect it."""
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torch.distributed.is_available() or not torchrun.exists():
+        pytest.skip("torch.distributed or torchrun unavailable")
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join("\n".join(f"w{d} w{k} x{k + d}" for k in range(5)) for d in range(20)) + "\n")
+    out = tmp_path / "ddp"
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "plmkit", "pretrain",
+                           "--model", "gensen", "--corpus", str(corpus), "--out", str(out), "--steps", "3",
+                           "--seq-len", "8", "--vocab-size", "100", "--batch-size", "4", "--log-every", "1",
+                           "--set", "task_schedule=turns", "--set", "hidden_size=16", "--set", "embedding_size=16",
+                           "--set", "target_vocab_size=50"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [next(k for k in r if k.endswith("_loss")) for r in log] == ["skip-thought_loss", "translation_loss",
+                                                                        "section_loss"]

@@ -80,6 +80,7 @@ class GenSenOutput(ModelOutput):
           influences=("cove",))
 class GenSen(SkipThought):
     config_class = GenSenConfig
+    partial_steps = True  # a step trains the encoder and one task's head: the other heads get no gradient
 
     def build_body(self) -> None:
         c = self.config
