@@ -6,8 +6,9 @@ arXiv:1804.00079, §3–4.
 The paper's recipe: one bidirectional GRU encoder; per task a GRU decoder conditioned on the sentence vector
 (skip-thought's next sentence, English → French and English → German translation, constituency parsing as
 linearised trees) or a classifier on it (natural language inference: an MLP on [u; v; |u − v|; u ⊙ v]);
-every parameter update trains one task's batch, the tasks taken in turn; the vector is the encoder's last
-states of both directions (the released encoder's default `pool="last"`; it also offers max-pooling).
+every parameter update trains on one task's minibatch; the vector is the encoder's last states of both
+directions (the released encoder's default `pool="last"`, which puts the backward state first; it also offers
+max-pooling over time).
 
 plmkit trains the tasks that exist offline (`plmkit/objectives/sentence_tasks.py`): `skip-thought` on the
 corpus (the parent's two decoders, previous and next), `translation` English → Chinese on the shipped Bible
