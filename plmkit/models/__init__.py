@@ -22,3 +22,5 @@ from . import laser  # noqa: F401
 from . import doc2vec  # noqa: F401  (sentence vectors)
 from . import skip_thought  # noqa: F401
 from . import quick_thought  # noqa: F401
+from . import gensen  # noqa: F401
+from . import use  # noqa: F401

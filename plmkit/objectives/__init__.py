@@ -18,6 +18,7 @@ from .mlm import MaskedLM, MaskedLMWithNSP, StaticMaskedLM
 from .plm import PermutationLM
 from .recurrent import RecurrentCausalLM
 from .rtd import ReplacedTokenDetection
+from .sentence_tasks import SentenceTasks
 from .simcse import SimCSE
 from .sop import MaskedLMWithSOP
 from .tlm import TranslationMaskedLM
@@ -27,8 +28,8 @@ from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (
     CausalLM, DenoisingEntityAutoencoder, FieldOrderedLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
-    MaskedLMWithSOP, MaskedSpan, PermutationLM, RecurrentCausalLM, ReplacedTokenDetection, SimCSE, SpanCorruption,
-    StaticMaskedLM, TextInfilling, Translation, TranslationAnyDirection, TranslationMaskedLM, UnifiedLM,
+    MaskedLMWithSOP, MaskedSpan, PermutationLM, RecurrentCausalLM, ReplacedTokenDetection, SentenceTasks, SimCSE,
+    SpanCorruption, StaticMaskedLM, TextInfilling, Translation, TranslationAnyDirection, TranslationMaskedLM, UnifiedLM,
     WholeWordMaskedLM)}
 
 
@@ -40,5 +41,6 @@ def get_objective(name: str) -> type[Objective]:
 
 __all__ = ["OBJECTIVES", "CausalLM", "DenoisingEntityAutoencoder", "FieldOrderedLM", "KnowledgeMaskedLM", "MaskedLM",
            "MaskedLMWithNSP", "MaskedLMWithSOP", "MaskedSpan", "Objective", "PermutationLM", "RecurrentCausalLM",
-           "ReplacedTokenDetection", "SimCSE", "SpanCorruption", "StaticMaskedLM", "TextInfilling", "Translation",
-           "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM", "WholeWordMaskedLM", "get_objective"]
+           "ReplacedTokenDetection", "SentenceTasks", "SimCSE", "SpanCorruption", "StaticMaskedLM", "TextInfilling",
+           "Translation", "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM", "WholeWordMaskedLM",
+           "get_objective"]

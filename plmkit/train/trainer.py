@@ -119,7 +119,10 @@ class Trainer:
         self.model = model
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(model, device_ids=ids)
+            # A model that trains part of itself per step (one task's head of a multi-task encoder) leaves the
+            # other parts without gradients, which DDP must be told to expect.
+            self.model = DistributedDataParallel(model, device_ids=ids,
+                                                 find_unused_parameters=getattr(model, "partial_steps", False))
         groups = param_groups if param_groups is not None else default_param_groups(model, config.weight_decay)
         # The fused kernel updates each tensor in one pass (CPU and CUDA): the same AdamW, less memory traffic.
         self.optimizer = torch.optim.AdamW(
@@ -266,9 +269,13 @@ class Trainer:
     def _log(self, done: int) -> dict[str, Any]:
         """Reduce the interval's metrics over steps and ranks into one log record."""
         pending = self._pending_floats()
-        keys = sorted(k for k in pending[0] if k not in ("tokens", "lr"))
-        local = [len(pending), sum(p["tokens"] for p in pending)] + [sum(p[k] for p in pending) for k in keys]
-        n, tokens, *sums = all_reduce_sum(local, self.device)
+        # A metric is the mean over the steps that report it: a multi-task objective reports each task's
+        # loss on that task's steps only (the task of a step is the same on every rank, so are the keys).
+        keys = sorted({k for p in pending for k in p} - {"tokens", "lr"})
+        local = ([len(pending), sum(p["tokens"] for p in pending)] + [sum(p.get(k, 0.0) for p in pending) for k in keys]
+                 + [sum(k in p for p in pending) for k in keys])
+        n, tokens, *totals = all_reduce_sum(local, self.device)
+        sums = [s / c * n if c else 0.0 for s, c in zip(totals[:len(keys)], totals[len(keys):])]
         now = time.perf_counter()
         self._tokens += int(tokens)
         record = {

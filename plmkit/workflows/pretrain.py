@@ -133,6 +133,9 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
         raise PlmkitError(f"seq_len {data.seq_len} exceeds the model's max_positions {config.max_positions}",
                           path=start.directory if start else config_file)
 
+    if objective is not None and hasattr(objective, "configure"):
+        objective.configure(config)  # what the model's config sets of its data (the multi-task encoders' tasks)
+
     shard_dir = out / "data"  # built aside and swapped in: meta.json exists only in a complete one
     if rank == 0 and not (resume and (shard_dir / "meta.json").exists()):
         build_shards(corpus, tokenizer, shard_dir, num_workers=data.workers)
