@@ -15,8 +15,9 @@ exit_curve.png.
 
 Where plmkit departs: batches larger than 1 — rows that exit leave the batch and the others run on
 (plmkit.compress.exits), where the released code runs one example at a time; the ramps' poolers start
-from the model's pooler rather than at random; the default thresholds are shares of ln C (the largest
-entropy with C labels) so that they mean the same for any number of labels.
+from the model's pooler rather than at random, and train at 1e-3 by default (only they train, on frozen
+features; at a body's 5e-5 a few hundred examples leave them near chance); the default thresholds are
+shares of ln C (the largest entropy with C labels) so that they mean the same for any number of labels.
 """
 
 from __future__ import annotations
@@ -26,16 +27,17 @@ import torch.nn.functional as F
 from . import storage
 from .exits import choose, entropy_grid, exit_model, plot_curve, sweep
 from .kd import check_task, train_student
-from .registry import BATCH_SIZE, LR, MAX_LENGTH, SEED, Job, Option, Result, register
+from .registry import BATCH_SIZE, MAX_LENGTH, SEED, Job, Option, Result, register
 from ..evaluation.metrics import MAIN
 
 MAX_DROP = Option("max_drop", float, 0.01, "the chosen setting's dev score may fall this far below the full "
                   "model's (default 0.01, one point of accuracy)")
 OPTIONS = (
-    Option("epochs", int, 2, "passes over --train training the off-ramps (default 2)"), LR, BATCH_SIZE, MAX_LENGTH,
-    SEED,
+    Option("epochs", int, 2, "passes over --train training the off-ramps (default 2)"),
+    Option("lr", float, 1e-3, "peak learning rate of the off-ramps, linear warm-up (10 %%) and decay (default 1e-3)"),
+    BATCH_SIZE, MAX_LENGTH, SEED,
     Option("threshold", float, None, "entropy threshold S (default: chosen on the dev set by the sweep)"),
-    Option("thresholds", str, None, "comma-separated thresholds to sweep (default: 0, 2, 5, 10, 20 … 70 %% of ln C)"),
+    Option("thresholds", str, None, "comma-separated thresholds to sweep (default: 0, 2, 5, 10, 20 … 90 %% of ln C)"),
     MAX_DROP,
 )
 

@@ -213,4 +213,4 @@ def plot_curve(curve: list[dict], key: str, metric: str, full: float, path) -> N
 
 def entropy_grid(labels: int) -> list[float]:
     """Default entropy thresholds: shares of the largest entropy, ln C, from 0 (never exit early) up."""
-    return [round(f * math.log(labels), 4) for f in (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)]
+    return [round(f * math.log(labels), 4) for f in (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)]

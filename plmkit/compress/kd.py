@@ -79,7 +79,7 @@ def check_task(job: Job, method: str) -> None:
 def train_student(job: Job, student, step: Callable[[Distillation, dict], dict], *, out: Path,
                   extra: dict[str, nn.Module] | None = None, params: list[nn.Parameter] | None = None,
                   examples: list | None = None, targets: torch.Tensor | None = None, labels: list[int] | None = None,
-                  epochs: int | None = None, select: bool = True):
+                  epochs: int | None = None, select: bool = True, fast: tuple[list, float] | None = None):
     """Train `student` (a TaskModel) with the method's `step(module, batch) -> {"loss", …}` for `epochs`
     (default: the option) passes over `examples` (default: the job's training examples), AdamW with linear
     warm-up (10 %) and decay at the `lr` option, logging to `out`. `params`: what trains (default every
@@ -88,7 +88,8 @@ def train_student(job: Job, student, step: Callable[[Distillation, dict], dict],
     none); with `targets` (the teacher's logits, one row per example, computed beforehand) it holds them as
     "targets" instead of the teacher's inputs. With `select`, the student is evaluated on the dev set after
     each epoch, training stops after `patience` epochs without improvement, and the best weights are
-    restored; returns the DevSelection (its curve and best step), else None."""
+    restored; returns the DevSelection (its curve and best step), else None. `fast` = (parameters, lr): these
+    train at their own peak learning rate (new classifiers beside a trained body)."""
     from ..data.pretrain import StepSampler
     from ..heads import collate, encode, evaluate
     from ..train import DevSelection, TrainConfig, Trainer
@@ -125,6 +126,10 @@ def train_student(job: Job, student, step: Callable[[Distillation, dict], dict],
     if params is not None:
         keep = {id(p) for p in params}
         groups = [{**g, "params": [p for p in g["params"] if id(p) in keep]} for g in groups]
+    if fast is not None:
+        quick = {id(p) for p in fast[0]}
+        groups = [{**g, "params": [p for p in g["params"] if (id(p) in quick) == q], **({"lr": fast[1]} if q else {})}
+                  for g in groups for q in (False, True)]
     per_epoch = math.ceil(len(features) / o["batch_size"])
     cfg = TrainConfig(steps=epochs * per_epoch, batch_size=o["batch_size"], lr=o["lr"],
                       weight_decay=0.01, seed=o["seed"], warmup_ratio=0.1, log_every=max(1, min(10, per_epoch)))

@@ -14,7 +14,9 @@ default a sweep over t = 1 … L − 1 on the dev set picks the t that runs the 
 
 Where plmkit departs: batches larger than 1 — rows that exit leave the batch and the others run on
 (plmkit.compress.exits), where the released code stops a batch only when all its rows agree and is run
-at batch size 1; training starts from the fine-tuned model rather than from the pre-trained one.
+at batch size 1; training starts from the fine-tuned model rather than from the pre-trained one, so the
+classifiers are new beside a trained body: they train at their own `--ramp-lr` (default 1e-3; at the
+body's 5e-5 a few hundred examples leave them near chance, and every row runs to the end).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from .kd import check_task, train_student
 from .registry import BATCH_SIZE, LR, MAX_LENGTH, SEED, Job, Option, Result, register
 
 OPTIONS = (
-    Option("epochs", int, 1, "passes over --train of joint training (default 1)"), LR, BATCH_SIZE, MAX_LENGTH, SEED,
+    Option("epochs", int, 3, "passes over --train of joint training (default 3)"), LR,
+    Option("ramp_lr", float, 1e-3, "peak learning rate of the new internal classifiers (default 1e-3)"),
+    BATCH_SIZE, MAX_LENGTH, SEED,
     Option("patience", int, None, "internal classifiers in a row that must agree (default: chosen on the dev "
            "set by the sweep over 1 … L − 1)"),
     MAX_DROP,
@@ -52,7 +56,7 @@ def run(job: Job) -> Result:
         return {"loss": weighted_loss(m.student.all_logits(batch), batch["labels"]),
                 "tokens": int(batch["attention_mask"].sum())}
 
-    train_student(job, model, step, out=job.out, select=False)
+    train_student(job, model, step, out=job.out, select=False, fast=(list(model.ramps.parameters()), o["ramp_lr"]))
     L = len(model.body.stack())
     info = settle(job, model, "patience", list(range(L - 1, 0, -1)), o["patience"])
     return Result(model, info, save=storage.saver({"exits": model.spec()}),
