@@ -15,6 +15,7 @@ from .denoising import MaskedSpan, SpanCorruption, TextInfilling
 from .ernie import KnowledgeMaskedLM
 from .fields import FieldOrderedLM
 from .mlm import MaskedLM, MaskedLMWithNSP
+from .ngrams import NgramMaskedLM
 from .plm import PermutationLM
 from .recurrent import RecurrentCausalLM
 from .rtd import ReplacedTokenDetection
@@ -27,7 +28,7 @@ from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (
     CausalLM, DenoisingEntityAutoencoder, FieldOrderedLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
-    MaskedLMWithSOP, MaskedSpan, PermutationLM, RecurrentCausalLM, ReplacedTokenDetection, SimCSE, SpanCorruption,
+    MaskedLMWithSOP, MaskedSpan, NgramMaskedLM, PermutationLM, RecurrentCausalLM, ReplacedTokenDetection, SimCSE, SpanCorruption,
     TextInfilling, Translation, TranslationAnyDirection, TranslationMaskedLM, UnifiedLM, WholeWordMaskedLM)}
 
 
@@ -38,6 +39,6 @@ def get_objective(name: str) -> type[Objective]:
 
 
 __all__ = ["OBJECTIVES", "CausalLM", "DenoisingEntityAutoencoder", "FieldOrderedLM", "KnowledgeMaskedLM", "MaskedLM",
-           "MaskedLMWithNSP", "MaskedLMWithSOP", "MaskedSpan", "Objective", "PermutationLM", "RecurrentCausalLM",
+           "MaskedLMWithNSP", "MaskedLMWithSOP", "MaskedSpan", "NgramMaskedLM", "Objective", "PermutationLM", "RecurrentCausalLM",
            "ReplacedTokenDetection", "SimCSE", "SpanCorruption", "TextInfilling", "Translation",
            "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM", "WholeWordMaskedLM", "get_objective"]
