@@ -144,15 +144,20 @@ class NgramMatcher:
             grams = lexicon[rows, :n]  # (L_n, n)
             keys, order = _hash(grams).sort()
             self.levels[n] = (keys, rows[order] + 1, grams[order])
+        self._on: dict[torch.device, dict] = {}  # the levels copied to each device asked for
+
+    def _levels(self, device: torch.device) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        if device not in self._on:
+            self._on[device] = {n: tuple(t.to(device) for t in level) for n, level in self.levels.items()}
+        return self._on[device]
 
     def __call__(self, input_ids: torch.Tensor, max_ngrams: int) -> Matches:
         B, T = input_ids.shape
         width = max(1, self.longest - 1)  # one slot per length 2 … longest at each start
         found = torch.zeros(B, T, width, dtype=torch.long, device=input_ids.device)  # (B, T, n − 1)
-        for n, (keys, ids, grams) in self.levels.items():
+        for n, (keys, ids, grams) in self._levels(input_ids.device).items():
             if n > T:
                 continue
-            keys, ids, grams = keys.to(input_ids.device), ids.to(input_ids.device), grams.to(input_ids.device)
             windows = input_ids.unfold(1, n, 1)  # (B, T − n + 1, n)
             h = _hash(windows)
             at = torch.searchsorted(keys, h).clamp(max=len(keys) - 1)

@@ -70,7 +70,7 @@ class ZenConfig(BertConfig):
                 "tokenizer": ["WordPiece → characters (Chinese)",
                               "+ n-gram lexicon extracted from the corpus by frequency"],
                 "layers": ["+ n-gram embeddings (n-gram id + token type, LayerNorm)"]},
-          config=ZenConfig, objective="mlm+nsp+ngrams", tokenizer="char", influences=("bert-wwm",))
+          config=ZenConfig, objective="mlm+nsp+ngrams", tokenizer="char", influences=("ernie", "bert-wwm"))
 class Zen(Bert):
     config_class = ZenConfig
     hf = None  # no transformers counterpart: saved under plmkit's names
