@@ -37,7 +37,7 @@ def test_extraction_counts_within_runs_and_keeps_the_frequent_level_by_level(tmp
     text = tmp_path / "t.txt"
     text.write_text("北京大学，北京大学。\n北京大学在北京。\n大学生\n", encoding="utf-8")
     got = dict(extract_lexicon([str(text)], max_n=4, min_count=2))
-    # Runs: 北京大学 ×3, 在 joins 北京大学在北京, 大学生; punctuation ends a run, so 学北 is never counted.
+    # Runs: 北京大学 ×2 (punctuation ends a run, so 学北 is never counted), 北京大学在北京, 大学生.
     assert got == {"北京": 4, "京大": 3, "大学": 4, "北京大": 3, "京大学": 3, "北京大学": 3}
     ranked = extract_lexicon([str(text)], max_n=4, min_count=2, max_size=2)
     assert ranked == [("北京", 4), ("大学", 4)]  # most frequent first, ties in string order
