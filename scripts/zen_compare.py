@@ -8,14 +8,15 @@ the sequence's first 12 characters inside it); (2) task subsets: the first 2,000
 test sequences of each task; (3) a char tokenizer; (4) one pre-training step of each model under the
 bake-off's FLOP counter, ZEN's steps = BERT's ÷ the ratio; (5) pre-training; (6) fine-tuning, from the
 pre-trained weights and from scratch. Every command is printed before it runs; results go to results.json.
+Give a new --out for each run (a finished pre-training or fine-tuning directory is not overwritten).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,23 @@ def plmkit(*args: str, cwd: Path) -> None:
     subprocess.run(cmd, cwd=cwd, check=True)
 
 
+def flops_per_step(out: Path) -> dict[str, int]:
+    """FLOPs of one pre-training step (32 × 128 tokens, forward + backward) of each model, by the bake-off's
+    counter, in a run directory removed afterwards."""
+    from plmkit.workflows.bakeoff import count_flops
+    from plmkit.workflows.pretrain import pretrain
+
+    flops = {}
+    for m in ("bert", "zen"):
+        probe = out / f"probe-{m}"
+        shutil.rmtree(probe, ignore_errors=True)
+        flops[m], _ = count_flops(lambda: pretrain(m, [str(out / "pd-train.txt")], probe, size="tiny",
+                                                   train_overrides={"steps": 1, "batch_size": 32},
+                                                   data_overrides={"seq_len": 128, "tokenizer": str(out / "tok")}))
+        shutil.rmtree(probe)
+    return flops
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, type=Path, help="the shared data folder (corpora/, tasks/)")
@@ -68,15 +86,7 @@ def main() -> None:
     plmkit("tokenizer", "train", "--kind", "char", "--corpus", "pd-train.txt", "--vocab-size", "6000", "--out",
            "tok", cwd=out)
 
-    os.chdir(out)
-    from plmkit.workflows.bakeoff import count_flops
-    from plmkit.workflows.pretrain import pretrain
-
-    flops = {}
-    for m in ("bert", "zen"):
-        flops[m], _ = count_flops(lambda: pretrain(m, ["pd-train.txt"], out / f"probe-{m}", size="tiny",
-                                                   train_overrides={"steps": 1, "batch_size": 32},
-                                                   data_overrides={"seq_len": 128, "tokenizer": "tok"}))
+    flops = flops_per_step(out)
     steps = {"bert": a.bert_steps, "zen": round(a.bert_steps * flops["bert"] / flops["zen"])}
     print(f"FLOPs per step {flops}; steps {steps}", flush=True)
     results = {"flops_per_step": flops, "steps": steps}
