@@ -186,3 +186,17 @@ def test_zen_needs_characters_and_reads_a_lexicon_file(cuv, tmp_path):
     char = train_tokenizer("char", [str(cuv)], 3000, show_progress=False)
     objective = NgramMaskedLM(char, 32, lexicon=str(lexicon))
     assert objective.model_fields() == {"ngram_vocab_size": 4, "max_ngram_length": 3}
+
+
+def test_with_ngrams_eager_is_sdpa_and_rows_pick_the_full_states():
+    zen, _ = _pair()
+    ids = torch.tensor([[1, 5, 6, 7, 8, 9, 2], [1, 20, 21, 5, 6, 2, 0]])
+    mask = (ids > 0).long()
+    with torch.no_grad():
+        fast = zen(ids, mask)
+        slow = zen(ids, mask, attn_impl="eager", output_attentions=True)
+        torch.testing.assert_close(slow.logits, fast.logits, atol=1e-5, rtol=1e-5)
+        assert len(slow.attentions) == 2 and slow.attentions[0].shape == (2, 4, 7, 7)
+        rows = torch.tensor([0, 4])
+        torch.testing.assert_close(zen.encode(ids, mask, rows=rows).last_hidden_state[:, 0],
+                                   zen.encode(ids, mask).last_hidden_state[torch.arange(2), rows])
