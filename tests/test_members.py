@@ -29,6 +29,7 @@ CASES = {
     "xlm": ("xlm", {}),  # its transformers parity needs language ids: tests/test_xling.py
     "unilm": ("unilm", {}),
     "ernie-thu": ("ernie-thu", {"entity_size": 8, "entity_heads": 2, "entity_vocab_size": 5}),  # tests/test_knowledge.py
+    "zen": ("zen", {"ngram_vocab_size": 5, "max_ngram_length": 3}),  # its n-gram path: tests/test_zen.py
 }
 # case → (HF class, the HF output field that holds plmkit's `logits`); NEZHA is no longer in transformers, and
 # UniLM's checkpoints are BERT's (tests/test_unilm.py checks its four masks against BertForPreTraining)

@@ -15,6 +15,7 @@ from .denoising import MaskedSpan, SpanCorruption, TextInfilling
 from .ernie import KnowledgeMaskedLM
 from .fields import FieldOrderedLM
 from .mlm import MaskedLM, MaskedLMWithNSP, StaticMaskedLM
+from .ngrams import NgramMaskedLM
 from .plm import PermutationLM
 from .recurrent import RecurrentCausalLM
 from .rtd import ReplacedTokenDetection
@@ -28,9 +29,9 @@ from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (
     CausalLM, DenoisingEntityAutoencoder, FieldOrderedLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
-    MaskedLMWithSOP, MaskedSpan, PermutationLM, RecurrentCausalLM, ReplacedTokenDetection, SentenceTasks, SimCSE,
-    SpanCorruption, StaticMaskedLM, TextInfilling, Translation, TranslationAnyDirection, TranslationMaskedLM, UnifiedLM,
-    WholeWordMaskedLM)}
+    MaskedLMWithSOP, MaskedSpan, NgramMaskedLM, PermutationLM, RecurrentCausalLM, ReplacedTokenDetection,
+    SentenceTasks, SimCSE, SpanCorruption, StaticMaskedLM, TextInfilling, Translation, TranslationAnyDirection,
+    TranslationMaskedLM, UnifiedLM, WholeWordMaskedLM)}
 
 
 def get_objective(name: str) -> type[Objective]:
@@ -40,7 +41,7 @@ def get_objective(name: str) -> type[Objective]:
 
 
 __all__ = ["OBJECTIVES", "CausalLM", "DenoisingEntityAutoencoder", "FieldOrderedLM", "KnowledgeMaskedLM", "MaskedLM",
-           "MaskedLMWithNSP", "MaskedLMWithSOP", "MaskedSpan", "Objective", "PermutationLM", "RecurrentCausalLM",
-           "ReplacedTokenDetection", "SentenceTasks", "SimCSE", "SpanCorruption", "StaticMaskedLM", "TextInfilling",
-           "Translation", "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM", "WholeWordMaskedLM",
-           "get_objective"]
+           "MaskedLMWithNSP", "MaskedLMWithSOP", "MaskedSpan", "NgramMaskedLM", "Objective", "PermutationLM",
+           "RecurrentCausalLM", "ReplacedTokenDetection", "SentenceTasks", "SimCSE", "SpanCorruption", "StaticMaskedLM",
+           "TextInfilling", "Translation", "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM",
+           "WholeWordMaskedLM", "get_objective"]

@@ -113,7 +113,7 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
         tokenizer = load_tokenizer(tok_dir)
 
     objective = None if hasattr(member.model_cls, "fit") else _objective(objective_name, member, tokenizer, data,
-                                                                         train_cfg, config_file)
+                                                                         train_cfg, config_file, corpus)
     fit_to = {"vocab_size": tokenizer.vocab_size}
     if hasattr(objective, "model_fields"):  # an objective whose data sizes part of the model (ERNIE-THU's KB)
         fit_to.update(objective.model_fields())
@@ -180,13 +180,17 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
     return trainer.train(resume=resume)
 
 
-def _objective(name: str, member, tokenizer, data: DataOptions, train_cfg, config_file):
-    """The objective `name`, given the [data] options it takes (a lexicon, a knowledge base)."""
+def _objective(name: str, member, tokenizer, data: DataOptions, train_cfg, config_file, corpus: list[str]):
+    """The objective `name`, given the [data] options it takes (a lexicon, a knowledge base), and the corpus
+    files if it reads them itself (ZEN's lexicon is extracted from the text)."""
     objective_cls = get_objective(name)
     options = {k: v for k, v in (("lexicon", data.lexicon), ("kb", data.kb)) if v}
+    parameters = inspect.signature(objective_cls).parameters
     for option in options:
-        if option not in inspect.signature(objective_cls).parameters:
+        if option not in parameters:
             raise PlmkitError(f"the {name} objective of {member.name} takes no {option}", path=config_file)
+    if "corpus" in parameters:
+        options["corpus"] = corpus
     return objective_cls(tokenizer, data.seq_len, seed=train_cfg.seed, **options)
 
 
