@@ -2,6 +2,7 @@ from . import bert, gpt, gpt2  # noqa: F401  (explicit list: each member registe
 from . import grover  # noqa: F401  (metadata-conditioned generation)
 from . import albert, bert_wwm, distilbert, electra, ernie, nezha, roberta  # noqa: F401  (the BERT family, parents first)
 from . import ernie_thu  # noqa: F401  (knowledge fusion)
+from . import ernie2  # noqa: F401  (continual multi-task pre-training)
 from . import xlm  # noqa: F401  (cross-lingual)
 from . import transformer_xl, xlnet, unilm  # noqa: F401  (the autoregressive branch, parents first)
 from . import funnel  # noqa: F401  (BERT with pooled blocks and Transformer-XL's relative attention)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..errors import PlmkitError
 from .base import Objective
 from .clm import CausalLM
+from .continual import ContinualMultiTask
 from .dea import DenoisingEntityAutoencoder
 from .denoising import MaskedSpan, SpanCorruption, TextInfilling
 from .ernie import KnowledgeMaskedLM
@@ -26,7 +27,7 @@ from .unilm import UnifiedLM
 from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (
-    CausalLM, DenoisingEntityAutoencoder, FieldOrderedLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
+    CausalLM, ContinualMultiTask, DenoisingEntityAutoencoder, FieldOrderedLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
     MaskedLMWithSOP, MaskedSpan, PermutationLM, RecurrentCausalLM, ReplacedTokenDetection, SimCSE, SpanCorruption,
     TextInfilling, Translation, TranslationAnyDirection, TranslationMaskedLM, UnifiedLM, WholeWordMaskedLM)}
 
@@ -37,7 +38,7 @@ def get_objective(name: str) -> type[Objective]:
     return OBJECTIVES[name]
 
 
-__all__ = ["OBJECTIVES", "CausalLM", "DenoisingEntityAutoencoder", "FieldOrderedLM", "KnowledgeMaskedLM", "MaskedLM",
+__all__ = ["OBJECTIVES", "CausalLM", "ContinualMultiTask", "DenoisingEntityAutoencoder", "FieldOrderedLM", "KnowledgeMaskedLM", "MaskedLM",
            "MaskedLMWithNSP", "MaskedLMWithSOP", "MaskedSpan", "Objective", "PermutationLM", "RecurrentCausalLM",
            "ReplacedTokenDetection", "SimCSE", "SpanCorruption", "TextInfilling", "Translation",
            "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM", "WholeWordMaskedLM", "get_objective"]

@@ -266,9 +266,13 @@ class Trainer:
     def _log(self, done: int) -> dict[str, Any]:
         """Reduce the interval's metrics over steps and ranks into one log record."""
         pending = self._pending_floats()
-        keys = sorted(k for k in pending[0] if k not in ("tokens", "lr"))
-        local = [len(pending), sum(p["tokens"] for p in pending)] + [sum(p[k] for p in pending) for k in keys]
-        n, tokens, *sums = all_reduce_sum(local, self.device)
+        # A metric is the mean over the steps that report it: in a multi-task run (ERNIE 2.0) each step
+        # reports its own task's loss. Every rank runs the same task at a step, so the keys agree across ranks.
+        keys = sorted({k for p in pending for k in p} - {"tokens", "lr"})
+        local = ([len(pending), sum(p["tokens"] for p in pending)] + [sum(p.get(k, 0.0) for p in pending) for k in keys]
+                 + [sum(k in p for p in pending) for k in keys])
+        n, tokens, *reduced = all_reduce_sum(local, self.device)
+        sums, counts = reduced[:len(keys)], reduced[len(keys):]
         now = time.perf_counter()
         self._tokens += int(tokens)
         record = {
@@ -279,7 +283,7 @@ class Trainer:
             "tokens_per_s": tokens / max(now - self._t_last, 1e-9),
             "epoch": float(self.sampler.epoch(done * self.config.grad_accum)),
             "elapsed_s": self._elapsed_before + now - self._t_begin,
-            **{k: s / n for k, s in zip(keys, sums) if k != "loss"},
+            **{k: s / c for k, s, c in zip(keys, sums, counts) if k != "loss"},
         }
         self._t_last = now
         self._pending = []
