@@ -209,18 +209,17 @@ class SentenceDistance:
         c, rng = self.corpus, np.random.default_rng([self.seed, i])
         doc = max(0, c.doc_of_line(i))
         first, end = c.doc_line_range(doc)
-        n = end - first
-        labels = [k for k, ok in ((0, n >= 2), (1, n >= 3), (2, c.n_docs >= 2)) if ok]
+        a = min(max(i, first), end - 1)
+        far = [*range(first, a - 1), *range(a + 2, end)]  # lines at least two away (none for 3 lines' middle)
+        labels = [k for k, ok in ((0, end - first >= 2), (1, bool(far)), (2, c.n_docs >= 2)) if ok]
         if not labels:
             raise PlmkitError("sentence distance: no document has two lines and there is no second document",
                               path=c.directory)
         label = labels[int(rng.integers(len(labels)))]
-        a = i
         if label == 0:
-            a = min(i, end - 2)
+            a = min(a, end - 2)
             b = a + 1
         elif label == 1:
-            far = [j for j in (*range(first, a - 1), *range(a + 2, end))]
             b = far[int(rng.integers(len(far)))]
         else:
             other = int(rng.integers(c.n_docs - 1))
