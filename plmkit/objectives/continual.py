@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import _line_of_key
 from ..data.pretrain import ScheduledTaskSampler, Sentences, pad_rows
 from ..errors import PlmkitError
 from .ernie import KnowledgeMaskedLM
@@ -261,9 +262,14 @@ class ContinualMultiTask(KnowledgeMaskedLM):
     context = 4096  # document tokens read on each side of a token–document segment
 
     def __init__(self, tokenizer, seq_len: int, seed: int = 0, lexicon: str | None = None, stages=None,
-                 train=None):
+                 train=None, source=None):
+        """stages: the tasks of each stage (default DEFAULT_STAGES); train: the run's TrainConfig (its steps
+        and gradient accumulation place the stages); source: the settings file the stages came from."""
         super().__init__(tokenizer, seq_len, seed, lexicon=lexicon)
-        self.stages = check_stages(DEFAULT_STAGES if stages is None else stages)
+        try:
+            self.stages = check_stages(DEFAULT_STAGES if stages is None else stages)
+        except PlmkitError as e:
+            raise PlmkitError(e.message, path=source, line=_line_of_key(source, "stages")) from None
         self.steps, self.grad_accum = (train.steps, train.grad_accum) if train is not None else (None, 1)
         self.case = CaseTable(tokenizer)
         self.pad = tokenizer.pad_id if tokenizer.pad_id is not None else 0

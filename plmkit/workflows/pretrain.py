@@ -189,6 +189,8 @@ def _objective(name: str, member, tokenizer, data: DataOptions, train_cfg, confi
             raise PlmkitError(f"the {name} objective of {member.name} takes no {option}", path=config_file)
     if "train" in takes:  # an objective whose data follow the run's steps (ERNIE 2.0's stages)
         options["train"] = train_cfg
+    if "stages" in options:
+        options["source"] = config_file  # stages are set in [data] only: errors name the file
     return objective_cls(tokenizer, data.seq_len, seed=train_cfg.seed, **options)
 
 
