@@ -3,6 +3,10 @@ transformers counterpart with task ids, and a short pre-training run through the
 
 import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,13 +54,14 @@ def test_capitalization_labels_words_and_lowercases_the_input(cased):
     batch = obj.collate([("capitalization", [np.array(ids)])], torch.Generator().manual_seed(0))
     # [CLS] The cat saw Paris and the dog . [SEP]: "Paris" keeps its case (not counted), "." has none
     assert batch["labels"][0].tolist() == [-100, 1, 0, 0, -100, 0, 0, 0, -100, -100]
-    assert [cased.id_to_token(i) for i in batch["input_ids"][0, 1:-1].tolist()] == "the cat saw Paris and the dog .".split()
+    lowered = [cased.id_to_token(i) for i in batch["input_ids"][0, 1:-1].tolist()]
+    assert lowered == "the cat saw Paris and the dog .".split()
     assert batch["task"] == "capitalization" and (batch["task_type_ids"] == TASKS.index("capitalization")).all()
 
 
 def test_capitalization_is_skipped_on_text_without_case(tmp_path, caplog):
-    tok = train_tokenizer("wordpiece", [str(_write(tmp_path, "我爱北京天安门。Beijing\n天安门上太阳升。\n" * 20))], 100,
-                          lowercase=False)
+    text = _write(tmp_path, "我爱北京天安门。Beijing\n天安门上太阳升。\n" * 20)
+    tok = train_tokenizer("wordpiece", [str(text)], 100, lowercase=False)
     corpus = _corpus(tmp_path, [["我爱北京天安门。Beijing", "天安门上太阳升。"]] * 5, tok)
     obj = ContinualMultiTask(tok, 32)
     with caplog.at_level(logging.WARNING, logger="plmkit"):
@@ -108,7 +113,8 @@ def test_permutation_classes_count_every_shuffle_of_up_to_m_segments():
 
 def test_reorder_batches_hold_the_shuffled_segments_their_label_names(cased):
     obj = ContinualMultiTask(cased, 32)
-    lines = [np.array([cased.token_to_id(w) for w in line.split()]) for line in ("The cat saw", "Paris and", "the dog .")]
+    lines = [np.array([cased.token_to_id(w) for w in line.split()])
+             for line in ("The cat saw", "Paris and", "the dog .")]
     seen = set()
     for seed in range(40):
         batch = obj.collate([("reorder", lines)], torch.Generator().manual_seed(seed))
@@ -288,3 +294,25 @@ def test_pretrain_ernie2_from_the_command_line_trains_every_task_in_its_stages(c
     assert loaded.task_heads["reorder"].out_features == reorder_classes(3)
     tok = plmkit.load_tokenizer(out)
     assert tok.encode("And God") != tok.encode("and god")  # ERNIE 2.0's tokenizer keeps case
+
+
+def test_two_processes_train_one_task_per_step(corpus, tmp_path):
+    """Under DDP a step uses one task's head: the trainer has DDP find the parameters a step left unused."""
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torch.distributed.is_available() or not torchrun.exists():
+        pytest.skip("torch.distributed or torchrun unavailable")
+    (tmp_path / "one-stage.toml").write_text(f"[data]\nstages = [{json.dumps(list(TASKS))}]\n")
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "plmkit", "pretrain",
+                           "--model", "ernie2", "--corpus", str(corpus), "--out", str(out), "--config",
+                           str(tmp_path / "one-stage.toml"), "--steps", "10", "--batch-size", "4", "--seq-len", "32",
+                           "--vocab-size", "400", "--log-every", "1", "--device", "cpu", "--set", "num_layers=1",
+                           "--set", "hidden_size=64", "--set", "intermediate_size=128", "--set", "max_positions=64"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 11))
+    assert {k for r in log for k in r if k.endswith("_loss")} == {t.replace("-", "_") + "_loss" for t in TASKS}

@@ -1,4 +1,4 @@
-"""ERNIE 2.0 = ERNIE + task embeddings on the input + continual multi-task pre-training (word-, structure-aware tasks added in stages). Sun et al. 2020, arXiv:1907.12412.
+"""ERNIE 2.0 = ERNIE − NSP + task embeddings + continual multi-task pre-training in stages. Sun et al. 2020, arXiv:1907.12412.
 
 "ERNIE 2.0: A Continual Pre-training Framework for Language Understanding" (AAAI 2020). §3.3: the input is
 token + segment + position + task embedding, one learned vector per pre-training task id. §3.2: tasks are
@@ -67,6 +67,7 @@ def _head_key(task: str) -> str:
           config=Ernie2Config, objective="continual", tokenizer="wordpiece")
 class Ernie2(Ernie):
     config_class = Ernie2Config
+    partial_steps = True  # a pre-training step trains one task's head (the trainer tells DDP)
     hf = dataclasses.replace(
         Ernie.hf, modules={**Ernie.hf.modules, "embeddings.task_types": "embeddings.task_type_embeddings",
                            "task_heads": "/ernie2_heads"},
@@ -94,8 +95,12 @@ class Ernie2(Ernie):
         """As ERNIE's, plus `task`: a pre-training task other than knowledge masking, whose head's output is
         `task_logits`, (B, T, C) for a token-level task, (B, C) from the pooled [CLS] for a sequence-level one
         (the MLM head is then not run). task_type_ids (B, T) go to the embeddings through kwargs."""
-        if task is None or task == "knowledge":
+        if task is None:
             return super().forward(input_ids, attention_mask, token_type_ids, **kwargs)
+        if task == "knowledge":  # its loss reads no pooled [CLS]: an output it does not use would stall DDP
+            out = super().forward(input_ids, attention_mask, token_type_ids, **kwargs)
+            out.pooler_output = None
+            return out
         if task not in TASK_CLASSES:
             raise PlmkitError(f"unknown ERNIE 2.0 task {task!r}; choose from {', '.join(TASKS)}")
         out = self.encode(input_ids, attention_mask, token_type_ids, **kwargs)

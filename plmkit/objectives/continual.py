@@ -291,9 +291,11 @@ class ContinualMultiTask(KnowledgeMaskedLM):
         if "knowledge" in self.tasks:
             self.prepare(corpus)
         L, M = self.seq_len, MAX_SEGMENTS
-        make = {"knowledge": lambda: Sentences(corpus, L - 2), "capitalization": lambda: Sentences(corpus, L - 2),
+        make = {"knowledge": lambda: Sentences(corpus, L - 2),  # [CLS] … [SEP]
+                "capitalization": lambda: Sentences(corpus, L - 2),
                 "token-document": lambda: TokenDocument(corpus, L - 2, self.context),
-                "reorder": lambda: Sentences(corpus, L - 1 - M), "distance": lambda: SentenceDistance(corpus, L - 3, self.seed)}
+                "reorder": lambda: Sentences(corpus, L - 1 - M),  # [CLS] and up to M [SEP]s
+                "distance": lambda: SentenceDistance(corpus, L - 3, self.seed)}  # [CLS] A [SEP] B [SEP]
         self.examples = TaskExamples({t: make[t]() for t in self.tasks})
         return self.examples
 
@@ -398,7 +400,7 @@ class ContinualMultiTask(KnowledgeMaskedLM):
         inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
         tokens = int(batch["attention_mask"].sum())
         if task == "knowledge":
-            loss = model(*inputs, task_type_ids=batch["task_type_ids"], logits_at=batch["masked"],
+            loss = model(*inputs, task_type_ids=batch["task_type_ids"], task=task, logits_at=batch["masked"],
                          labels=batch["labels"]).loss
             return {"loss": loss, "tokens": tokens, f"{key}_loss": loss.detach()}
         logits = model(*inputs, task_type_ids=batch["task_type_ids"], task=task).task_logits.float()  # (B[, T], C)

@@ -119,7 +119,10 @@ class Trainer:
         self.model = model
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(model, device_ids=ids)
+            # A model whose steps each train only part of it (ERNIE 2.0: one task's head) has DDP look for
+            # the parameters a step left unused, rather than wait for their gradients.
+            self.model = DistributedDataParallel(model, device_ids=ids,
+                                                 find_unused_parameters=getattr(model, "partial_steps", False))
         groups = param_groups if param_groups is not None else default_param_groups(model, config.weight_decay)
         # The fused kernel updates each tensor in one pass (CPU and CUDA): the same AdamW, less memory traffic.
         self.optimizer = torch.optim.AdamW(
