@@ -316,3 +316,26 @@ def test_two_processes_train_one_task_per_step(corpus, tmp_path):
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 11))
     assert {k for r in log for k in r if k.endswith("_loss")} == {t.replace("-", "_") + "_loss" for t in TASKS}
+
+
+def test_a_killed_run_resumes_into_the_same_weights(corpus, tmp_path):
+    """The stages, the task of each step and every batch are functions of the step: a run killed after step 8
+    and resumed from its step-6 checkpoint ends with the weights of a run never stopped."""
+    from safetensors.torch import load_file
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    run = [sys.executable, "-m", "plmkit", "pretrain", "--model", "ernie2", "--corpus", str(corpus), "--steps", "12",
+           "--save-every", "6", "--batch-size", "4", "--seq-len", "32", "--vocab-size", "400", "--log-every", "1",
+           "--set", "num_layers=1", "--set", "hidden_size=64", "--set", "intermediate_size=128",
+           "--set", "max_positions=64"]
+    whole = subprocess.run([*run, "--out", str(tmp_path / "whole")], capture_output=True, text=True, env=env)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    killed = subprocess.run([*run, "--out", str(tmp_path / "cut")], capture_output=True, text=True,
+                            env={**env, "PLMKIT_FAULT": "step:8"})
+    assert killed.returncode != 0 and not (tmp_path / "cut" / "model.safetensors").exists()
+    resumed = subprocess.run([*run, "--out", str(tmp_path / "cut"), "--resume"], capture_output=True, text=True,
+                             env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("whole", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
