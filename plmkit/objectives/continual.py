@@ -5,8 +5,8 @@ The paper's "sequential multi-task learning" (§3.2.2, Fig. 3) gives every task 
 iterations and spreads each task's N evenly over the stages it takes part in, so a task added late is trained
 densely in few stages and one added early thinly in many. plmkit does the same with N = steps / tasks (exact
 counts by largest remainder); inside a stage the order of the steps is a seeded shuffle of its tasks'
-allotments, so every step trains one task and the stage's shares are exact. Each step's batch is that task's
-(the paper mixes tasks within a batch).
+allotments, so every step's batch is one task's and the stage's shares are exact. The plan is made for the
+run's --steps: resuming with other --steps re-plans the stages for the new total.
 
 The tasks (§4.2), each a small head and loss over the shared encoder, from plain text:
 - knowledge: ERNIE 1.0's knowledge masking (`plmkit.objectives.ernie`) over `[CLS] text [SEP]`, no NSP.
