@@ -25,6 +25,7 @@ CASES = {
     "electra": ("electra", {"embedding_size": 16}),
     "bert-wwm": ("bert-wwm", {}),
     "ernie": ("ernie", {}),
+    "ernie2": ("ernie2", {}),  # its task ids against transformers: tests/test_ernie2.py
     "nezha": ("nezha", {"max_relative_distance": 5}),
     "xlm": ("xlm", {}),  # its transformers parity needs language ids: tests/test_xling.py
     "unilm": ("unilm", {}),
@@ -41,6 +42,7 @@ HF = {
     "electra": ("ElectraForPreTraining", "logits"),
     "bert-wwm": ("BertForPreTraining", "prediction_logits"),
     "ernie": ("ErnieForPreTraining", "prediction_logits"),
+    "ernie2": ("ErnieForPreTraining", "prediction_logits"),
 }
 
 

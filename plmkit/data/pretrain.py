@@ -386,17 +386,25 @@ class TaskMixSampler:
     """
 
     def __init__(self, sizes: list[int], batch_size: int, steps: int, probabilities: list[float], seed: int = 0):
-        if len(sizes) != len(probabilities) or min(sizes) < 1:
-            raise ValueError("need one probability per dataset and no empty dataset")
-        self.batch_size, self.sizes = batch_size, list(sizes)
+        if len(sizes) != len(probabilities):
+            raise ValueError("need one probability per dataset")
+        task = np.random.default_rng([seed, len(sizes)]).choice(len(sizes), size=steps, p=probabilities)
+        self._follow(sizes, batch_size, task, seed)
+
+    def _follow(self, sizes: list[int], batch_size: int, task: np.ndarray, seed: int, rank: int = 0,
+                world_size: int = 1) -> None:
+        """Read dataset task[s] at step s."""
+        if min(sizes) < 1:
+            raise ValueError("no dataset may be empty")
+        self.batch_size, self.sizes, self.task = batch_size, list(sizes), task
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        self.task = np.random.default_rng([seed, len(sizes)]).choice(len(sizes), size=steps, p=probabilities)
         # how many earlier steps drew the same dataset: the step's batch number within that dataset
-        self.nth = np.zeros(steps, dtype=np.int64)
+        self.nth = np.zeros(len(task), dtype=np.int64)
         for k in range(len(sizes)):
             at = np.flatnonzero(self.task == k)
             self.nth[at] = np.arange(len(at))
-        self.samplers = [StepSampler(n, batch_size, seed + k) for k, n in enumerate(sizes)]
+        self.samplers = [StepSampler(n, batch_size, seed + k, rank=rank, world_size=world_size)
+                         for k, n in enumerate(sizes)]
 
     def indices(self, step: int) -> list[int]:
         k = int(self.task[step])
@@ -405,3 +413,34 @@ class TaskMixSampler:
     def epoch(self, step: int) -> float:
         """Passes over all the datasets together, fractional."""
         return step * self.batch_size / sum(self.sizes)
+
+
+class ScheduledTaskSampler(TaskMixSampler):
+    """TaskMixSampler with the dataset of each optimizer step given rather than drawn (ERNIE 2.0's stages,
+    `plmkit.objectives.continual`); the micro-steps of one optimizer step read the same dataset, so a step's
+    metrics are one task's. Like StepSampler it splits each batch among the data-parallel ranks.
+
+    Args:
+        sizes: examples in each dataset, laid end to end as in TaskMixSampler.
+        batch_size: examples per rank per micro-step.
+        task: (steps,) the dataset each optimizer step reads.
+        seed: the shuffles' seed.
+        grad_accum: micro-steps per optimizer step (the trainer asks for micro-step step × grad_accum + m).
+        rank, world_size: this process's place among the data-parallel processes.
+    """
+
+    def __init__(self, sizes: list[int], batch_size: int, task: np.ndarray, seed: int = 0, grad_accum: int = 1,
+                 rank: int = 0, world_size: int = 1):
+        self.grad_accum, self.world_size = grad_accum, world_size
+        self._follow(sizes, batch_size, np.asarray(task, dtype=np.int64), seed, rank, world_size)
+
+    def indices(self, step: int) -> list[int]:
+        """This rank's indices at micro-step `step` (optimizer step step // grad_accum)."""
+        s, micro = divmod(step, self.grad_accum)
+        if not 0 <= s < len(self.task):
+            raise IndexError(f"step {s} outside the schedule of {len(self.task)} steps")
+        k = int(self.task[s])
+        return [int(self.offsets[k]) + i for i in self.samplers[k].indices(int(self.nth[s]) * self.grad_accum + micro)]
+
+    def epoch(self, step: int) -> float:
+        return step * self.batch_size * self.world_size / sum(self.sizes)

@@ -90,9 +90,12 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise PlmkitError(f"not a readable safetensors file (truncated or damaged?): {e}", path=path) from None
 
 
-def _member_for_model_type(model_type: str, source: Path) -> family.Member:
+def _member_for_config(hf_config: dict, source: Path) -> family.Member:
+    model_type = hf_config.get("model_type", "")
     for m in family.members():
-        if getattr(m.model_cls, "hf", None) is not None and m.model_cls.hf.model_type == model_type:
+        layout = getattr(m.model_cls, "hf", None)
+        if layout is not None and layout.model_type == model_type and (layout.accepts is None
+                                                                        or layout.accepts(hf_config)):
             return m
     raise PlmkitError(f"no plmkit member reads model_type {model_type!r}", path=source)
 
@@ -110,7 +113,7 @@ def read_model_config(path: str | os.PathLike) -> tuple[family.Member, Any, dict
         return member, member.config_cls.from_dict(meta["config"], source=d / "plmkit.json"), meta
     if (d / "config.json").exists():
         hf_config = _read_json(d / "config.json")
-        member = _member_for_model_type(hf_config.get("model_type", ""), d / "config.json")
+        member = _member_for_config(hf_config, d / "config.json")
         layout = member.model_cls.hf
         companions = {name: _read_json(d / name / "config.json") for name in layout.companions
                       if (d / name / "config.json").exists()}

@@ -31,6 +31,10 @@ class HFLayout:
     # plmkit module path → HF module path read when the first has no weights in a checkpoint (transformers 5
     # writes T5's output layer only where it differs from the token table).
     fallbacks: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Which configs of `model_type` this layout reads, where members share one (ERNIE 1.0 and 2.0 are both
+    # `ernie`, told apart by `use_task_id`); None reads them all. A directory loads as the first member,
+    # in registration order, whose layout accepts its config.
+    accepts: Callable[[dict], bool] | None = None
 
     def _hf_names(self, ours: str) -> tuple[str, tuple[str, ...] | str] | None:
         """plmkit parameter name → (plmkit module path, HF parameter name(s)), or None if unmapped."""

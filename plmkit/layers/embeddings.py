@@ -64,3 +64,19 @@ class Embeddings(nn.Module):
         if self.norm is not None:
             x = self.norm(x)
         return self.drop(x)
+
+
+class TaskEmbeddings(Embeddings):
+    """Embeddings plus one learned vector per pre-training task, added before the LayerNorm (ERNIE 2.0's task
+    embedding, Sun et al. 2020, §3.3). Without task ids every token reads task 0's row, as transformers'
+    `ErnieModel(use_task_id=True)` does."""
+
+    def __init__(self, *args, task_type_vocab_size: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task_types = nn.Embedding(task_type_vocab_size, self.tokens.embedding_dim)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, task_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids, task_type_ids: (B, T) → (B, T, H)."""
+        tasks = self.task_types.weight[0] if task_type_ids is None else self.task_types(task_type_ids)
+        return self.add(self.tokens(input_ids) + tasks, token_type_ids, position_ids)

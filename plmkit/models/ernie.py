@@ -40,4 +40,5 @@ def _from_hf_config(d: dict) -> ErnieConfig:
 class Ernie(Bert):
     config_class = ErnieConfig
     hf = dataclasses.replace(Bert.hf, model_type="ernie", architectures=("ErnieForPreTraining",), prefix="ernie.",
-                             to_config=_to_hf_config, from_config=_from_hf_config)
+                             to_config=_to_hf_config, from_config=_from_hf_config,
+                             accepts=lambda d: not d.get("use_task_id", False))  # with task ids: ernie2

@@ -84,6 +84,7 @@ class ModelOutput:
     loss: torch.Tensor | None = None  # when the forward was given labels and computes its own loss
     mems: tuple[torch.Tensor, ...] | None = None  # L × (B, M, H): memory for the next segment (Transformer-XL)
     encoder_last_hidden_state: torch.Tensor | None = None  # (B, S, H): an encoder-decoder's source states
+    task_logits: torch.Tensor | None = None  # a pre-training task head's output, (B, T, C) or (B, C) (ERNIE 2.0)
 
 
 class Transformer(nn.Module):
@@ -137,7 +138,7 @@ class Transformer(nn.Module):
                token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
                output_attentions: bool = False, attn_impl: str = "sdpa", rows: torch.Tensor | None = None,
                cache: KVCache | None = None, block: torch.Tensor | None = None,
-               position_ids: torch.Tensor | None = None) -> ModelOutput:
+               position_ids: torch.Tensor | None = None, **embed_inputs) -> ModelOutput:
         """input_ids, token_type_ids: (B, T) → hidden states (B, T, H). attention_mask: (B, T), 1 = real
         token; or (B, T, T) bool, which keys each query sees (UniLM's masks), replacing the causal rule.
         rows: optional (B,) long, the one position per sequence a sequence-level head reads ([CLS], or a
@@ -148,7 +149,9 @@ class Transformer(nn.Module):
         (attention_mask (B, T) marks left padding), their keys and values are added to it, and `block`
         ((T, T) bool, default causal) says which of the new tokens each new token sees.
         position_ids: (B, T), without a cache, each token's position where it is not its index (XLM's
-        translation pairs count each sentence from 0)."""
+        translation pairs count each sentence from 0).
+        embed_inputs: what a member's `embed` reads beyond tokens, types and positions (ERNIE 2.0's
+        task_type_ids); a member whose embedding takes none refuses them."""
         if attn_impl not in IMPLEMENTATIONS:
             raise ValueError(f"unknown attn_impl {attn_impl!r}; choose from {IMPLEMENTATIONS}")
         T = input_ids.shape[1]
@@ -161,7 +164,7 @@ class Transformer(nn.Module):
         else:
             key_mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
         key_mask = self.layer_mask(key_mask, T, end)
-        x = self.embed(input_ids, token_type_ids, positions)
+        x = self.embed(input_ids, token_type_ids, positions, **embed_inputs)
         hidden, attentions = [x], []
         stack = self.stack()
         for i, layer in enumerate(stack):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..errors import PlmkitError
 from .base import Objective
 from .clm import CausalLM
+from .continual import ContinualMultiTask
 from .dea import DenoisingEntityAutoencoder
 from .denoising import MaskedSpan, SpanCorruption, TextInfilling
 from .ernie import KnowledgeMaskedLM
@@ -28,10 +29,10 @@ from .unilm import UnifiedLM
 from .wwm import WholeWordMaskedLM
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (
-    CausalLM, DenoisingEntityAutoencoder, FieldOrderedLM, KnowledgeMaskedLM, MaskedLM, MaskedLMWithNSP,
-    MaskedLMWithSOP, MaskedSpan, NgramMaskedLM, PermutationLM, RecurrentCausalLM, ReplacedTokenDetection,
-    SentenceTasks, SimCSE, SpanCorruption, StaticMaskedLM, TextInfilling, Translation, TranslationAnyDirection,
-    TranslationMaskedLM, UnifiedLM, WholeWordMaskedLM)}
+    CausalLM, ContinualMultiTask, DenoisingEntityAutoencoder, FieldOrderedLM, KnowledgeMaskedLM, MaskedLM,
+    MaskedLMWithNSP, MaskedLMWithSOP, MaskedSpan, NgramMaskedLM, PermutationLM, RecurrentCausalLM,
+    ReplacedTokenDetection, SentenceTasks, SimCSE, SpanCorruption, StaticMaskedLM, TextInfilling, Translation,
+    TranslationAnyDirection, TranslationMaskedLM, UnifiedLM, WholeWordMaskedLM)}
 
 
 def get_objective(name: str) -> type[Objective]:
@@ -40,8 +41,8 @@ def get_objective(name: str) -> type[Objective]:
     return OBJECTIVES[name]
 
 
-__all__ = ["OBJECTIVES", "CausalLM", "DenoisingEntityAutoencoder", "FieldOrderedLM", "KnowledgeMaskedLM", "MaskedLM",
-           "MaskedLMWithNSP", "MaskedLMWithSOP", "MaskedSpan", "NgramMaskedLM", "Objective", "PermutationLM",
-           "RecurrentCausalLM", "ReplacedTokenDetection", "SentenceTasks", "SimCSE", "SpanCorruption", "StaticMaskedLM",
-           "TextInfilling", "Translation", "TranslationAnyDirection", "TranslationMaskedLM", "UnifiedLM",
-           "WholeWordMaskedLM", "get_objective"]
+__all__ = ["OBJECTIVES", "CausalLM", "ContinualMultiTask", "DenoisingEntityAutoencoder", "FieldOrderedLM",
+           "KnowledgeMaskedLM", "MaskedLM", "MaskedLMWithNSP", "MaskedLMWithSOP", "MaskedSpan", "NgramMaskedLM",
+           "Objective", "PermutationLM", "RecurrentCausalLM", "ReplacedTokenDetection", "SentenceTasks", "SimCSE",
+           "SpanCorruption", "StaticMaskedLM", "TextInfilling", "Translation", "TranslationAnyDirection",
+           "TranslationMaskedLM", "UnifiedLM", "WholeWordMaskedLM", "get_objective"]

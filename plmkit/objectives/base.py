@@ -10,6 +10,9 @@ from ..data.pretrain import StepSampler
 class Objective:
     name: str = ""
     special_tokens: tuple[str, ...] = ()  # tokens it needs in the vocabulary (T5's sentinels); pretrain adds them
+    # Whether the tokenizer trained for it lowercases: None = the tokenizer kind's convention; False where the
+    # objective reads case from the tokens (ERNIE 2.0's capitalization prediction).
+    lowercase: bool | None = None
 
     def __init__(self, tokenizer, seq_len: int, seed: int = 0):
         self.tokenizer, self.seq_len, self.seed = tokenizer, seq_len, seed

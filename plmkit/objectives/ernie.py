@@ -56,9 +56,13 @@ class KnowledgeMaskedLM(WholeWordMaskedLM):
                 self.phrases.setdefault(p[0], set()).add(p)
                 self.longest = max(self.longest, len(p))
 
-    def dataset(self, corpus):
+    def prepare(self, corpus) -> None:
+        """Derive the phrases from `corpus` when no lexicon was given (once)."""
         if self.lexicon is None and not self.phrases:
             self._add(self._derive(corpus))
+
+    def dataset(self, corpus):
+        self.prepare(corpus)
         return super().dataset(corpus)
 
     def _derive(self, corpus) -> list[tuple[int, ...]]:

@@ -119,8 +119,8 @@ class Trainer:
         self.model = model
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            # A model that trains part of itself per step (one task's head of a multi-task encoder) leaves the
-            # other parts without gradients, which DDP must be told to expect.
+            # A model whose steps each train only part of it (one task's head of a multi-task model: GenSen,
+            # USE, ERNIE 2.0) has DDP look for the parameters a step left unused, rather than wait for them.
             self.model = DistributedDataParallel(model, device_ids=ids,
                                                  find_unused_parameters=getattr(model, "partial_steps", False))
         groups = param_groups if param_groups is not None else default_param_groups(model, config.weight_decay)
@@ -269,13 +269,13 @@ class Trainer:
     def _log(self, done: int) -> dict[str, Any]:
         """Reduce the interval's metrics over steps and ranks into one log record."""
         pending = self._pending_floats()
-        # A metric is the mean over the steps that report it: a multi-task objective reports each task's
-        # loss on that task's steps only (the task of a step is the same on every rank, so are the keys).
+        # A metric is the mean over the steps that report it: a multi-task run (GenSen, USE, ERNIE 2.0)
+        # reports each task's loss on its own steps. Every rank runs the same task at a step: the keys agree.
         keys = sorted({k for p in pending for k in p} - {"tokens", "lr"})
         local = ([len(pending), sum(p["tokens"] for p in pending)] + [sum(p.get(k, 0.0) for p in pending) for k in keys]
                  + [sum(k in p for p in pending) for k in keys])
-        n, tokens, *totals = all_reduce_sum(local, self.device)
-        sums = [s / c * n if c else 0.0 for s, c in zip(totals[:len(keys)], totals[len(keys):])]
+        n, tokens, *reduced = all_reduce_sum(local, self.device)
+        sums, counts = reduced[:len(keys)], reduced[len(keys):]
         now = time.perf_counter()
         self._tokens += int(tokens)
         record = {
@@ -286,7 +286,7 @@ class Trainer:
             "tokens_per_s": tokens / max(now - self._t_last, 1e-9),
             "epoch": float(self.sampler.epoch(done * self.config.grad_accum)),
             "elapsed_s": self._elapsed_before + now - self._t_begin,
-            **{k: s / n for k, s in zip(keys, sums) if k != "loss"},
+            **{k: s / c for k, s, c in zip(keys, sums, counts) if k != "loss"},
         }
         self._t_last = now
         self._pending = []

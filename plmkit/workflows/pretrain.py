@@ -38,6 +38,7 @@ class DataOptions:
     workers: int | None = None  # processes for corpus → shards
     lexicon: str | None = None  # phrases / entities, one per line, for objectives that mask them (ERNIE)
     kb: str | None = None  # a knowledge-base directory (`plmkit knowledge prepare`) for ERNIE-THU's entities
+    stages: list[list[str]] | None = None  # ERNIE 2.0: the tasks of each pre-training stage, in order
 
     @classmethod
     def from_dict(cls, d: dict, source=None) -> "DataOptions":
@@ -102,7 +103,8 @@ def pretrain(model: str, corpus: list[str], out: str | os.PathLike, size: str = 
             tokenizer = load_tokenizer(data.tokenizer)
         elif rank == 0:
             log.info("training a %s tokenizer (vocab %d) on %s", member.tokenizer, data.vocab_size, ", ".join(corpus))
-            tokenizer = train_tokenizer(member.tokenizer, corpus, data.vocab_size)
+            tokenizer = train_tokenizer(member.tokenizer, corpus, data.vocab_size,
+                                        lowercase=getattr(_objective_class(objective_name), "lowercase", None))
         if rank == 0:
             if not start:  # T5's sentinels, Grover's fields: after the trained vocabulary
                 _add_objective_tokens(objective_name, tokenizer)
@@ -184,14 +186,25 @@ def _objective(name: str, member, tokenizer, data: DataOptions, train_cfg, confi
     """The objective `name`, given the [data] options it takes (a lexicon, a knowledge base), and the corpus
     files if it reads them itself (ZEN's lexicon is extracted from the text)."""
     objective_cls = get_objective(name)
-    options = {k: v for k, v in (("lexicon", data.lexicon), ("kb", data.kb)) if v}
-    parameters = inspect.signature(objective_cls).parameters
+    options = {k: v for k, v in (("lexicon", data.lexicon), ("kb", data.kb), ("stages", data.stages)) if v}
+    takes = inspect.signature(objective_cls).parameters
     for option in options:
-        if option not in parameters:
+        if option not in takes:
             raise PlmkitError(f"the {name} objective of {member.name} takes no {option}", path=config_file)
-    if "corpus" in parameters:
+    if "corpus" in takes:  # an objective that reads the text itself (ZEN's lexicon)
         options["corpus"] = corpus
+    if "train" in takes:  # an objective whose data follow the run's steps (ERNIE 2.0's stages)
+        options["train"] = train_cfg
+    if "stages" in options:
+        options["source"] = config_file  # stages are set in [data] only: errors name the file
     return objective_cls(tokenizer, data.seq_len, seed=train_cfg.seed, **options)
+
+
+def _objective_class(name: str):
+    """The registered objective `name`, or None (a member estimated by counts names no objective class)."""
+    from ..objectives import OBJECTIVES
+
+    return OBJECTIVES.get(name)
 
 
 @dataclasses.dataclass
