@@ -319,3 +319,15 @@ def test_text_to_text_classification_is_exact_match_of_generated_label_words(kjv
     assert test["accuracy"] == test["exact_match"] == pytest.approx(np.mean([p == g for p, g in zip(predicted, gold)]))
     assert test["invalid"] == pytest.approx(np.mean([p not in ("lord", "man") for p in predicted]))
     assert test["invalid"] < 0.5, predicted  # four epochs teach it to answer with a label word
+
+
+def test_a_batch_holds_targets_longer_than_every_source():
+    """Text to text pads the targets to their own length: an English source of 3 tokens may have a Chinese
+    target of 5 characters."""
+    from plmkit.heads.inputs import collate
+
+    features = [{"input_ids": [5, 6, 7], "token_type_ids": [0, 0, 0], "labels": [1, 2, 3, 4, 5], "example": 0},
+                {"input_ids": [8, 9], "token_type_ids": [0, 0], "labels": [1, 2], "example": 1}]
+    batch = collate(features, 0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 9, 0]]
+    assert batch["labels"].tolist() == [[1, 2, 3, 4, 5], [1, 2, -100, -100, -100]]

@@ -199,8 +199,8 @@ def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
     else:
         T = max(len(f["input_ids"]) for f in features)
 
-        def pad(key, value=0, dtype=torch.long):
-            out = torch.full((len(features), T), value, dtype=dtype)
+        def pad(key, value=0, dtype=torch.long, width=T):
+            out = torch.full((len(features), width), value, dtype=dtype)
             for b, f in enumerate(features):
                 out[b, :len(f[key])] = torch.tensor(f[key], dtype=dtype)
             return out
@@ -212,7 +212,9 @@ def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
         if "context_mask" in features[0]:
             batch["context_mask"] = pad("context_mask").bool()
         if "labels" in features[0] and isinstance(features[0]["labels"], list):
-            batch["labels"] = pad("labels", -100)
+            # A tag per token (as long as the input), or a target to generate (text to text: as long as it is,
+            # which may be longer than every source of the batch: English → Chinese characters)
+            batch["labels"] = pad("labels", -100, width=max(len(f["labels"]) for f in features))
     for key in ("labels", "start_positions", "end_positions"):
         if key in features[0] and key not in batch:
             dtype = torch.float32 if isinstance(features[0][key], float) else torch.long
