@@ -76,8 +76,8 @@ def extract_lexicon(paths: list[str], max_n: int = 5, min_count: int = 5, max_si
     return sorted(kept.items(), key=lambda gc: (-gc[1], gc[0]))[:max_size]
 
 
-def read_lexicon(path: str | Path) -> list[str]:
-    """N-grams from a file, one per line; a line's first field counts (`n-gram<TAB>count` works too)."""
+def lexicon_lines(path: str | Path) -> list[str]:
+    """The non-empty lines of a lexicon file, stripped (ZEN's n-grams, ERNIE's phrases and entities)."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -86,7 +86,12 @@ def read_lexicon(path: str | Path) -> list[str]:
     except UnicodeDecodeError as e:
         raise PlmkitError("lexicon is not UTF-8 text", path=path,
                           line=path.read_bytes()[:e.start].count(b"\n") + 1) from None
-    return [line.split()[0] for line in lines if line.strip()]
+    return [line.strip() for line in lines if line.strip()]
+
+
+def read_lexicon(path: str | Path) -> list[str]:
+    """N-grams from a file, one per line; a line's first field counts (`n-gram<TAB>count` works too)."""
+    return [line.split()[0] for line in lexicon_lines(path)]
 
 
 def lexicon_ids(ngrams: list[str], tokenizer) -> torch.Tensor:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import PlmkitError
+from ..data.ngrams import lexicon_lines
 from .wwm import WholeWordMaskedLM
 
 log = logging.getLogger("plmkit")
@@ -40,15 +40,8 @@ class KnowledgeMaskedLM(WholeWordMaskedLM):
             self._add(self._read_lexicon(Path(lexicon)))
 
     def _read_lexicon(self, path: Path) -> list[tuple[int, ...]]:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as e:
-            raise PlmkitError(f"cannot read lexicon: {e.strerror}", path=path) from None
-        except UnicodeDecodeError as e:
-            raise PlmkitError("lexicon is not UTF-8 text", path=path,
-                              line=path.read_bytes()[:e.start].count(b"\n") + 1) from None
         # In running text a phrase usually follows a space: byte-level BPE encodes that into its first token.
-        return [tuple(self.tokenizer.encode(p + line.strip())) for line in lines if line.strip() for p in ("", " ")]
+        return [tuple(self.tokenizer.encode(p + line)) for line in lexicon_lines(path) for p in ("", " ")]
 
     def _add(self, phrases) -> None:
         for p in phrases:
