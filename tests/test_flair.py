@@ -49,6 +49,15 @@ def test_rawchar_keeps_spaces_but_none_between_han_characters(tok):
     assert tok.kind == "rawchar"
 
 
+def test_a_rawchar_vocabulary_from_text_without_spaces_still_has_the_space(tmp_path):
+    """Chinese text has no space, but Flair frames every input with one: it is added as the last entry."""
+    (tmp_path / "zh.txt").write_text("中国人民\n人民日报\n", encoding="utf-8")
+    zh = train_tokenizer("rawchar", [tmp_path / "zh.txt"], 200, show_progress=False)
+    space = zh.token_to_id(" ")
+    assert space == zh.vocab_size - 1 and zh.encode("人 民") == [zh.token_to_id("人"), zh.token_to_id("民")]
+    assert zh.encode("a 人") == [zh.unk_id, space, zh.token_to_id("人")]
+
+
 def test_word_vectors_come_from_the_characters_around_each_word(tok):
     model = _tiny(tok).eval()
     H = SMALL["hidden_size"]

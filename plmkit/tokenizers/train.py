@@ -259,6 +259,11 @@ def train_tokenizer(kind: str, files: Iterable[str | os.PathLike], vocab_size: i
                                                                       show_progress))
         if kind in _MARKS:
             backend = _without_added(backend, names)
+        if kind == "rawchar" and backend.token_to_id(" ") is None:
+            # Chinese text holds no space, but a character LM's inputs are framed by one (Flair's word
+            # vectors read the state at it): the space is always in the vocabulary, as its last entry.
+            vocab = backend.get_vocab()
+            backend.model = models.WordLevel({**vocab, " ": len(vocab)}, unk_token="[UNK]")
     _add_post_processor(backend, roles, bert=kind in _BERT_KINDS)
     tokenizer = Tokenizer(backend, roles, kind=kind)
     if out_dir is not None:
