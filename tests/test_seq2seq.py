@@ -251,25 +251,32 @@ def test_pretraining_loss_falls(name, kjv_head, tmp_path):
         assert tok.token_to_id("<extra_id_99>") is not None and model.config.decoder_start_token_id == tok.pad_id
 
 
-def test_text_to_text_evaluation_and_the_generate_command_decode_through_the_engine(kjv_head, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny_t5(kjv_head, tmp_path_factory):
+    """A one-layer t5 after two pre-training steps: a body the text-to-text tests fine-tune (read only)."""
+    base = tmp_path_factory.mktemp("t5") / "t5"
+    pretrain("t5", [str(kjv_head(300))], base, size="tiny",
+             model_overrides={"num_layers": 1, "hidden_size": 32, "intermediate_size": 64, "max_positions": 64},
+             train_overrides={"steps": 2, "batch_size": 8, "log_every": 1},
+             data_overrides={"seq_len": 32, "vocab_size": 300, "workers": 1})
+    return base
+
+
+def test_text_to_text_evaluation_and_the_generate_command_decode_through_the_engine(tiny_t5, kjv_head, tmp_path,
+                                                                                    capsys):
     """finetune --task seq2seq scores what the engine's beam search writes (predict gives the same text as
     plmkit.generate with the evaluation's settings), with ROUGE-L / BLEU / exact match of those texts; and
     `plmkit generate --source` prints an encoder–decoder's target alone."""
     from plmkit.cli import main
     from plmkit.evaluation.metrics import TextGeneration
 
-    base = tmp_path / "t5"
-    pretrain("t5", [str(kjv_head(300))], base, size="tiny",
-             model_overrides={"num_layers": 1, "hidden_size": 32, "intermediate_size": 64, "max_positions": 64},
-             train_overrides={"steps": 2, "batch_size": 8, "log_every": 1},
-             data_overrides={"seq_len": 32, "vocab_size": 300, "workers": 1})
     verses = kjv_head(300).read_text().split()
     pairs = [{"source": " ".join(verses[i:i + 6]), "target": " ".join(verses[i:i + 2])} for i in range(0, 320, 8)]
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(p) + "\n" for p in pairs))
     out = tmp_path / "ft"
-    assert main(["-q", "finetune", "--model", str(base), "--task", "seq2seq", "--train", str(data), "--dev", str(data),
-                 "--test", str(data), "--out", str(out), "--epochs", "1", "--lr", "3e-3", "--batch-size", "8",
+    assert main(["-q", "finetune", "--model", str(tiny_t5), "--task", "seq2seq", "--train", str(data), "--dev",
+                 str(data), "--test", str(data), "--out", str(out), "--epochs", "1", "--lr", "3e-3", "--batch-size", "8",
                  "--max-length", "24", "--max-target-length", "8", "--num-beams", "3"]) == 0
     test = json.loads((out / "eval.json").read_text())["test"]
     capsys.readouterr()
@@ -287,7 +294,7 @@ def test_text_to_text_evaluation_and_the_generate_command_decode_through_the_eng
     assert printed["prompt"] == pairs[0]["source"] and printed["text"] == printed["completion"] == engine[0]["completion"]
 
 
-def test_text_to_text_classification_is_exact_match_of_generated_label_words(kjv_head, tmp_path, capsys):
+def test_text_to_text_classification_is_exact_match_of_generated_label_words(tiny_t5, kjv_head, tmp_path, capsys):
     """finetune --task classify/pair --text-to-text reads T5's "task sentence: …" sources, learns the label as
     words, and scores by exact match of what the beam search writes: accuracy = exact match = the share of
     predictions equal to the label, `invalid` = the share that is no label at all."""
@@ -297,18 +304,13 @@ def test_text_to_text_classification_is_exact_match_of_generated_label_words(kjv
 
     assert source_text("classify", Example(text="a b", label="x")) == "classify sentence: a b"
     assert source_text("pair", Example(text="a", text_b="b", label="x")) == "pair sentence1: a sentence2: b"
-    base = tmp_path / "t5"
-    pretrain("t5", [str(kjv_head(300))], base, size="tiny",
-             model_overrides={"num_layers": 1, "hidden_size": 32, "intermediate_size": 64, "max_positions": 64},
-             train_overrides={"steps": 2, "batch_size": 8, "log_every": 1},
-             data_overrides={"seq_len": 32, "vocab_size": 300, "workers": 1})
     verses = kjv_head(300).read_text().splitlines()
     rows = [{"text": " ".join(v.split()[:8]), "label": "lord" if "LORD" in v else "man"} for v in verses[:64]]
     data = tmp_path / "cls.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "ft"
-    assert main(["-q", "finetune", "--model", str(base), "--task", "classify", "--text-to-text", "--train", str(data),
-                 "--dev", str(data), "--test", str(data), "--out", str(out), "--epochs", "4", "--lr", "1e-2",
+    assert main(["-q", "finetune", "--model", str(tiny_t5), "--task", "classify", "--text-to-text", "--train",
+                 str(data), "--dev", str(data), "--test", str(data), "--out", str(out), "--epochs", "4", "--lr", "1e-2",
                  "--batch-size", "8", "--max-length", "16", "--max-target-length", "4", "--num-beams", "2"]) == 0
     test = json.loads((out / "eval.json").read_text())["test"]
     capsys.readouterr()
