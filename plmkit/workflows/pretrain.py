@@ -262,9 +262,7 @@ def _add_objective_tokens(name: str, tokenizer) -> list[str]:
     """Add the special tokens objective `name` needs (T5's sentinels, Grover's fields) where the tokenizer
     lacks them; returns those added. They go after the trained vocabulary, in a fixed order, so every run of
     the same settings gets the same ids."""
-    from ..objectives import OBJECTIVES
-
-    missing = [t for t in getattr(OBJECTIVES.get(name), "special_tokens", ()) if tokenizer.token_to_id(t) is None]
+    missing = [t for t in getattr(_objective_class(name), "special_tokens", ()) if tokenizer.token_to_id(t) is None]
     if missing:
         tokenizer.backend.add_special_tokens(missing)
     return missing
