@@ -26,6 +26,14 @@ def add_commands(sub) -> None:
     q.add_argument("--member", choices=("gpt", "bert"), help="the member to pre-train (default gpt)")
     q.set_defaults(func=_cmd_quickstart)
 
+    t = sub.add_parser("tasks", help="the labelled tasks that ship with plmkit: list them, or write one",
+                       description="Without NAME, list the tasks that ship with plmkit (built from its resources, "
+                                   "nothing downloaded); with NAME and --out, write that task as train/dev/test.jsonl, "
+                                   "for `plmkit finetune` or `plmkit bakeoff --tasks` (which also takes the bare name).")
+    t.add_argument("name", nargs="?", metavar="NAME", help="the task to write")
+    t.add_argument("--out", metavar="DIR", help="where to write it (default: ./NAME)")
+    t.set_defaults(func=_cmd_tasks)
+
     p = sub.add_parser("finetune", help="fine-tune a pre-trained model on a labelled task",
                        description="Put a task head on a pre-trained model and train it on --train, evaluating on "
                                    "--dev after each epoch; keeps the best dev checkpoint and stops after "
@@ -111,6 +119,21 @@ def add_commands(sub) -> None:
     r.add_argument("--batch-size", type=int, default=32)
     r.add_argument("--int8", action="store_true", help=_INT8_HELP)
     r.set_defaults(func=_cmd_predict)
+
+
+def _cmd_tasks(a) -> int:
+    from ..data.shipped import SPLITS, TASKS, write_task
+
+    if a.name is None:
+        width = max(map(len, TASKS))
+        for name, t in TASKS.items():
+            print(f"{name:<{width}}  {t.kind:<8}  {t.about}")
+        return 0
+    out = write_task(a.name, a.out or a.name)
+    counts = ", ".join(f"{sum(1 for _ in open(out / f'{s}.jsonl', encoding='utf-8'))} {s}" for s in SPLITS)
+    print(f"wrote {out}/{{train,dev,test}}.jsonl ({counts}); fine-tune with `plmkit finetune --task "
+          f"{TASKS[a.name].kind} --train {out}/train.jsonl --dev {out}/dev.jsonl --test {out}/test.jsonl ...`")
+    return 0
 
 
 def _cmd_quickstart(a) -> int:

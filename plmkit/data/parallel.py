@@ -5,7 +5,8 @@ translation) one token corpus whose sources are the languages, in the order give
 every source as one example. Blank lines (document breaks) must fall at the same places in every file.
 
 `bible()` is the parallel corpus that ships with plmkit: the King James Bible and the Chinese Union Version
-(plmkit/resources/README.md), verse i of one on line i of the other.
+(plmkit/resources/README.md), verse i of one on line i of the other; `english_bibles()` pairs the King James
+Bible with the World English Bible the same way (a paraphrase corpus: one language, two translations).
 """
 
 from __future__ import annotations
@@ -81,17 +82,28 @@ def section_of_book(book: int) -> int:
     raise PlmkitError(f"book {book} is outside the 66 books of the canon")
 
 
-def bible() -> tuple[list[str], list[str], list[int]]:
-    """The shipped English–Chinese Bible: (English verses, Chinese verses, book index 0–65 of each verse)."""
-    en, zh = _resource_lines("kjv.txt.gz"), _resource_lines("cuv.txt.gz")
-    if len(en) != len(zh):
-        raise PlmkitError("the shipped kjv.txt.gz and cuv.txt.gz are not line-aligned")
-    out_en, out_zh, books, book = [], [], [], 0
-    for a, b in zip(en, zh):
+def _aligned(first: str, second: str) -> tuple[list[str], list[str], list[int]]:
+    a_lines, b_lines = _resource_lines(first), _resource_lines(second)
+    if len(a_lines) != len(b_lines):
+        raise PlmkitError(f"the shipped {first} and {second} are not line-aligned")
+    out_a, out_b, books, book = [], [], [], 0
+    for a, b in zip(a_lines, b_lines):
         if not a.strip():
             book += 1
             continue
-        out_en.append(a)
-        out_zh.append(b)
+        out_a.append(a)
+        out_b.append(b)
         books.append(book)
-    return out_en, out_zh, books
+    return out_a, out_b, books
+
+
+def bible() -> tuple[list[str], list[str], list[int]]:
+    """The shipped English–Chinese Bible: (English verses, Chinese verses, book index 0–65 of each verse)."""
+    return _aligned("kjv.txt.gz", "cuv.txt.gz")
+
+
+def english_bibles() -> tuple[list[str], list[str], list[int]]:
+    """The shipped King James and World English Bibles: (KJV verses, WEB verses, book index 0–65 of each verse).
+    The seven verses the WEB leaves out (the oldest manuscripts lack them) are empty strings."""
+    kjv, web, books = _aligned("kjv.txt.gz", "web.txt.gz")
+    return kjv, ["" if v == "-" else v for v in web], books
