@@ -24,6 +24,11 @@ from pathlib import Path
 
 from .errors import PlmkitError
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 FAULT_ENV = "PLMKIT_FAULT"
 
 # Where a run can be made to kill itself, in the order a pre-training run reaches them (N: a step number).
@@ -62,6 +67,21 @@ def check_out_dir(out: str | os.PathLike) -> None:
     probe = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), Path("."))
     if not os.access(probe, os.W_OK | os.X_OK):
         raise PlmkitError("is not writable; choose another --out", path=probe)
+
+
+@contextlib.contextmanager
+def exclusive(directory: Path, what: str) -> Iterator[None]:
+    """Hold `directory`/.lock while the block runs: a second process asking for it fails at once instead of
+    writing the same files (no lock where the platform has no flock)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as f:
+        if fcntl is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise PlmkitError(f"another {what} is running in this directory; wait for it to end or choose "
+                                  "another --out", path=directory) from None
+        yield
 
 
 def fsync_dir(path: Path) -> None:

@@ -2,6 +2,10 @@
 
 import json
 import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from plmkit.cli import main
 from plmkit.errors import PlmkitError
 from plmkit.workflows.bakeoff import (SCRATCH, Settings, Task, bakeoff, claims, count_flops, flops_ticks, parse_task,
-                                      step_flops)
+                                      schedule, step_flops)
 
 
 class TinyAttention(torch.nn.Module):
@@ -83,7 +87,7 @@ def test_two_members_end_to_end_then_a_rerun_does_nothing_and_a_new_member_runs_
     r = bakeoff(tiny["out"], members=["gpt", "bert"], **run)
     gpt, bert = r["members"]
     for m in (gpt, bert):
-        assert m["steps"] == int(1.2e9 // m["flops_per_step"]) > 2 and m["pretrain_flops"] <= 1.2e9
+        assert m["steps"] == int(1.2e9 // m["flops_per_step"]) // 2 * 2 > 2 and m["pretrain_flops"] <= 1.2e9
         assert set(m["points"]) == {f"step-{round(m['steps'] / 2)}", f"step-{m['steps']}", SCRATCH}
         cells = m["finetune"][tiny["tasks"][0].name]
         assert all(len(c["scores"]) == 1 and 0 <= c["mean"] <= 1 and c["sd"] == 0 for c in cells.values())
@@ -106,6 +110,7 @@ def test_two_members_end_to_end_then_a_rerun_does_nothing_and_a_new_member_runs_
     assert ran and all(m.startswith("bakeoff: ngram") for m in ran)
     ngram = grown["members"][2]
     assert ngram["counted"] and ngram["pretrain_flops"] is None and "final" in ngram["lm"]
+    assert "no hidden states to put a task head on" in ngram["finetune"][tiny["tasks"][0].name]["final"]["failed"]
     lm_claim = next(c for c in grown["claims"] if "n-gram" in c["claim"])
     assert lm_claim["verdict"] in ("held", "did not hold") and "gpt" in lm_claim["evidence"]
 
@@ -121,7 +126,7 @@ def test_minutes_give_each_member_the_steps_its_timed_step_allows(tiny, tmp_path
     (gpt,) = r["members"]
     probe = json.loads((tmp_path / "out" / "members" / "gpt" / "probe" / "done.json").read_text())
     assert probe["seconds_per_step"] > 0
-    assert gpt["steps"] == max(1, int(0.05 * 60 / probe["seconds_per_step"]))
+    assert gpt["steps"] == schedule(max(1, int(0.05 * 60 / probe["seconds_per_step"])), (0.5, 1.0))[0]
     assert gpt["pretrain_flops"] == gpt["steps"] * gpt["flops_per_step"] == gpt["steps"] * probe["flops_per_step"]
     assert r["settings"]["minutes"] == 0.05 and r["settings"]["budget_flops"] is None
     with pytest.raises(PlmkitError, match="budget"):  # a directory keeps the compute it was started with
@@ -194,3 +199,99 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert main(["bakeoff", "--corpus", str(tmp_path / "c.txt"), "--budget", "1e9", "--tasks", str(tmp_path),
                  "--out", str(tmp_path / "o")]) == 2
     assert "train.jsonl or train.txt" in capsys.readouterr().err
+
+
+def test_jobs_run_members_in_processes_of_their_own_with_the_cells_one_job_makes(tiny, tmp_path):
+    """--jobs 2 runs each member in its own process; the rows come back in the order asked, each member's cells
+    the ones a run of one job makes (same steps, FLOPs, points and fine-tuning cells)."""
+    run = dict(corpus=tiny["corpus"], tasks=tiny["tasks"], heldout=tiny["heldout"], budget=1.2e9,
+               settings=tiny["settings"], progress=False)
+    one = bakeoff(tiny["out"], members=["gpt", "bert"], **run)
+    two = bakeoff(tmp_path / "out", members=["gpt", "bert"], jobs=2, **run)
+    assert [m["member"] for m in two["members"]] == ["gpt", "bert"]
+    for a, b in zip(one["members"], two["members"]):
+        assert (a["steps"], a["flops_per_step"], a["points"], set(a["lm"])) == \
+               (b["steps"], b["flops_per_step"], b["points"], set(b["lm"]))
+        assert {t: set(c) for t, c in a["finetune"].items()} == {t: set(c) for t, c in b["finetune"].items()}
+        assert all(len(c["scores"]) == 1 for cells in b["finetune"].values() for c in cells.values())
+    with pytest.raises(PlmkitError, match="jobs"):
+        bakeoff(tmp_path / "out", members=["gpt"], jobs=0, **run)
+
+
+def test_the_schedule_puts_every_point_on_a_checkpoint_and_saves_only_those():
+    """Points at quarters of 2,121 steps would have a gcd of 1 (a checkpoint every step, gigabytes): the steps are
+    rounded down to a multiple of 4, and checkpoints fall exactly on the points."""
+    assert schedule(2121, (0.25, 0.5, 1.0)) == (2120, [530, 1060, 2120], 530)
+    assert schedule(1589, (1.0,)) == (1589, [1589], 1589)
+    steps, marks, every = schedule(1000, (0.3, 1.0))
+    assert steps == 1000 and marks == [300, 1000] and every == 100
+    assert schedule(3, (0.25, 1.0)) == (3, [1, 3], 1)  # fewer steps than quarters: nothing to round
+
+
+def test_a_second_bakeoff_in_a_running_ones_directory_is_refused(tiny, tmp_path):
+    from plmkit.durable import exclusive
+
+    run = dict(corpus=tiny["corpus"], tasks=tiny["tasks"], heldout=None, budget=1e9, settings=tiny["settings"],
+               progress=False)
+    with exclusive(tmp_path / "out", "bake-off"):  # as a run going on holds it
+        with pytest.raises(PlmkitError, match="another bake-off is running"):
+            bakeoff(tmp_path / "out", members=["gpt"], **run)
+    assert not (tmp_path / "out" / "members").exists()
+
+
+_ORPHAN = """
+import concurrent.futures, logging, multiprocessing, os, sys, time
+from plmkit.workflows.bakeoff import _worker
+
+def wait(path):
+    open(path, "w").write(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, ctx, _worker, (1, logging.WARNING, os.getpid())) as pool:
+        pool.submit(wait, sys.argv[1]).result()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; only its reaping is left
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_member_process_ends_when_the_bakeoff_process_is_killed(tmp_path):
+    """SIGTERM to the bake-off (a kill, not Ctrl-C, which reaches the workers too) must not leave its member
+    processes writing the run's cells on their own; a rerun would then race them."""
+    script, pid_file = tmp_path / "run.py", tmp_path / "worker.pid"
+    script.write_text(_ORPHAN)
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)])
+    try:
+        deadline = time.time() + 120
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.time() < deadline and parent.poll() is None, "the worker did not start"
+            time.sleep(0.2)
+        worker = int(pid_file.read_text())
+        parent.terminate()
+        parent.wait(30)
+        deadline = time.time() + 15
+        while _alive(worker):
+            assert time.time() < deadline, "the member process outlived the bake-off"
+            time.sleep(0.2)
+    finally:
+        parent.kill()
+
+
+def test_a_task_that_ships_with_plmkit_is_taken_by_its_name(tmp_path):
+    from plmkit.data.shipped import write_task
+
+    task = parse_task("bible-paraphrase", tmp_path / "shipped")
+    assert task.kind == "pair" and task.name == "bible-paraphrase"
+    assert task.train == str(tmp_path / "shipped" / "bible-paraphrase" / "train.jsonl")
+    assert (tmp_path / "shipped" / "bible-paraphrase" / "test.jsonl").read_text() == \
+        (write_task("bible-paraphrase", tmp_path / "again") / "test.jsonl").read_text()
+    with pytest.raises(PlmkitError, match="bible-paraphrase"):  # without a place to write it, a name is unknown
+        parse_task("bible-paraphrase")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def add_commands(sub) -> None:
@@ -24,7 +25,8 @@ def add_commands(sub) -> None:
     compute.add_argument("--minutes", type=float, help="wall-clock minutes of pre-training per member instead")
     p.add_argument("--tasks", nargs="+", required=True, metavar="TASK",
                    help="[NAME=]KIND:TRAIN,DEV[,TEST] (KIND: classify, pair, regress, tag) or a task directory "
-                        "with train/dev/test .jsonl or CoNLL .txt files")
+                        "with train/dev/test .jsonl or CoNLL .txt files, or the name of a task that ships with "
+                        "plmkit (`plmkit tasks`: bible-paraphrase)")
     p.add_argument("--heldout", metavar="F", help="held-out text for the LMs' perplexity per word and bits per byte")
     p.add_argument("--same-tokenizer", metavar="KIND", help="one tokenizer of this kind for every member (default: "
                                                             "one per member's kind, each trained once)")
@@ -46,6 +48,9 @@ def add_commands(sub) -> None:
     s.add_argument("--max-length", type=int, default=64, help="fine-tuning tokens per example (default 64)")
     s.add_argument("--eval-every", type=int, default=25, help="fine-tuning steps between dev evaluations; the "
                                                               "best is kept (default 25)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="members run at once, each in its own process with its share of the cores (default 1; "
+                        "wall-clock is then measured beside the other jobs)")
     p.add_argument("--json", action="store_true", help="print bakeoff.json instead of the table and claims")
     p.set_defaults(func=_cmd_bakeoff)
 
@@ -70,10 +75,10 @@ def _cmd_bakeoff(a) -> int:
                         points=_numbers(a.points, float, "--points"), seeds=a.seeds, ft_steps=a.ft_steps,
                         ft_lr=a.ft_lr, ft_batch_size=a.ft_batch_size, max_length=a.max_length,
                         eval_every=a.eval_every, lm_window=a.seq_len)
-    r = bakeoff(a.out, a.corpus, [parse_task(t) for t in a.tasks],
+    r = bakeoff(a.out, a.corpus, [parse_task(t, Path(a.out) / "shipped") for t in a.tasks],
                 members=a.members.split(",") if a.members else None, budget=a.budget, minutes=a.minutes,
                 heldout=a.heldout, same_tokenizer=a.same_tokenizer, examples=examples, settings=settings,
-                progress=not a.quiet)
+                progress=not a.quiet, jobs=a.jobs)
     if a.json:
         print(json.dumps(r, indent=2))
         return 0

@@ -27,6 +27,9 @@ def build(body, tokenizer, config: HeadConfig) -> TaskModel | TextToText:
     """Put a head on `body`. A body with causal features (GPT, the FFNN/RNN/LSTM LMs; not ELMo) gets GPT's
     [start]/[delim]/[extract] tokens, added to the tokenizer and as new embedding rows when the vocabulary
     lacks them. A seq2seq or text-to-text task keeps an encoder–decoder's own output layer as its head."""
+    if not config.generative and not callable(getattr(body, "encode", None)):  # the n-gram: counts, no states
+        raise PlmkitError(f"a {type(body).__name__} has no hidden states to put a task head on; fine-tune a network",
+                          path=getattr(body, "directory", None))
     if config.generative:
         model = TextToText(body, config)
         model.tokenizer = tokenizer

@@ -15,6 +15,8 @@ start on a plain corpus, e.g. translation objectives, is reported as skipped wit
 `NAME@OBJECTIVE` trains a member with another registered objective (BERT without NSP: `bert@mlm`).
 
 Run directory (`out`), one cell per directory, each finished when its `done.json` exists:
+    .lock                        held while a bake-off runs here: a second one in the same directory is refused
+    shipped/NAME/                a task that ships with plmkit, written when --tasks names it (the CLI)
     tasks/NAME/                  the task files, cut to `examples` (train, dev, test) when asked
     tokenizers/KIND/             one tokenizer per kind, trained once on the corpus
     members/M/probe/             one step under the FLOP counter (and the timing probe with `minutes`)
@@ -23,27 +25,33 @@ Run directory (`out`), one cell per directory, each finished when its `done.json
     members/M/lm/POINT/          held-out perplexity per word and bits per byte, for left-to-right LMs
     bakeoff.json, table.md, bakeoff.png, report.md
 A rerun skips finished cells and resumes an unfinished pre-training or fine-tuning run; members may be
-added between runs (only their cells run). A cell that fails records why in its done.json and is not
+added between runs (only their cells run). With `jobs` > 1 the members run in that many processes at once;
+a member's cells stay in order within its process. A cell that fails records why in its done.json and is not
 retried: delete the directory to run it again.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import json
 import logging
 import math
+import multiprocessing
 import os
 import random
 import shutil
 import statistics
+import threading
 import time
 import traceback
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import family
-from ..durable import atomic_write, building_dir, check_out_dir
+from ..durable import atomic_write, building_dir, check_out_dir, exclusive
 from ..errors import PlmkitError
 
 log = logging.getLogger("plmkit")
@@ -106,10 +114,16 @@ class Task:
     labels: list[str] | None = None  # every split's labels: a sample of the training split may lack some
 
 
-def parse_task(spec: str) -> Task:
+def parse_task(spec: str, shipped_dir: Path | None = None) -> Task:
     """`[NAME=]KIND:TRAIN,DEV[,TEST]`, or a task directory holding train/dev[/test] .jsonl (classify, or pair
-    when its records have text_b) or .txt (CoNLL: tag) files; NAME defaults to the files' directory name."""
+    when its records have text_b) or .txt (CoNLL: tag) files; NAME defaults to the files' directory name. With
+    `shipped_dir`, the name of a task that ships with plmkit (`plmkit tasks`) is written there and read."""
+    from ..data.shipped import TASKS as SHIPPED
+    from ..data.shipped import write_task
+
     name, _, rest = spec.rpartition("=") if "=" in spec.split(":")[0] else ("", "", spec)
+    if shipped_dir is not None and rest in SHIPPED and not Path(rest).exists():
+        rest = str(write_task(rest, Path(shipped_dir) / rest))
     if Path(rest).is_dir():
         d = Path(rest)
         for ext, kind in ((".jsonl", None), (".txt", "tag")):
@@ -127,8 +141,8 @@ def parse_task(spec: str) -> Task:
     kind, sep, paths = rest.partition(":")
     files = paths.split(",") if sep else []
     if kind not in TASK_KINDS or not 2 <= len(files) <= 3:
-        raise PlmkitError(f"a task is KIND:TRAIN,DEV[,TEST] with KIND one of {', '.join(TASK_KINDS)}, or a task "
-                          f"directory; got {spec!r}")
+        raise PlmkitError(f"a task is KIND:TRAIN,DEV[,TEST] with KIND one of {', '.join(TASK_KINDS)}, a task "
+                          f"directory, or a task that ships with plmkit ({', '.join(SHIPPED)}); got {spec!r}")
     for f in files:
         if not Path(f).is_file():
             raise PlmkitError("task file not found", path=f)
@@ -253,15 +267,17 @@ class Settings:
 def bakeoff(out: str | os.PathLike, corpus: list[str], tasks: list[Task], members: list[str] | None = None,
             budget: float | None = None, minutes: float | None = None, heldout: str | None = None,
             same_tokenizer: str | None = None, examples: tuple[int, int, int] = (0, 0, 0),
-            settings: Settings = Settings(), progress: bool = True) -> dict:
-    """Run the bake-off into `out` (resuming whatever is there); returns bakeoff.json's content."""
+            settings: Settings = Settings(), progress: bool = True, jobs: int = 1) -> dict:
+    """Run the bake-off into `out` (resuming whatever is there); returns bakeoff.json's content. With `jobs` > 1,
+    that many members run at once, each in its own process with its share of the cores."""
     from ..tokenizers import KINDS as TOKENIZER_KINDS
-    from ..tokenizers import train_tokenizer
 
     if (budget is None) == (minutes is None):
         raise PlmkitError("give the compute as --budget FLOPS or as --minutes, one of the two")
     if (budget is not None and budget <= 0) or (minutes is not None and minutes <= 0):
         raise PlmkitError("the budget must be positive")
+    if jobs < 1:
+        raise PlmkitError(f"jobs must be at least 1, got {jobs}")
     if not 1 <= settings.seeds <= 20:
         raise PlmkitError(f"seeds must be between 1 and 20, got {settings.seeds}")
     if not settings.points or any(not 0 < p <= 1 for p in settings.points):
@@ -275,6 +291,15 @@ def bakeoff(out: str | os.PathLike, corpus: list[str], tasks: list[Task], member
     check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     chosen = entries(members)
+    with exclusive(out, "bake-off"):  # two runs in one directory would write the same cells
+        return _bakeoff(out, corpus, tasks, chosen, budget, minutes, heldout, same_tokenizer, examples, settings,
+                        progress, jobs)
+
+
+def _bakeoff(out: Path, corpus: list[str], tasks: list[Task], chosen: list[Entry], budget, minutes, heldout,
+             same_tokenizer, examples, settings: Settings, progress: bool, jobs: int) -> dict:
+    from ..tokenizers import train_tokenizer
+
     tasks = [_with_labels(cut_task(t, examples, out / "tasks" / t.name)) for t in tasks]
     if len({t.name for t in tasks}) != len(tasks):
         raise PlmkitError("two tasks have the same name; name them NAME=KIND:TRAIN,DEV[,TEST]")
@@ -291,11 +316,16 @@ def bakeoff(out: str | os.PathLike, corpus: list[str], tasks: list[Task], member
         tokenizers[kind] = str(tok_dir)
     probe_corpus = _probe_corpus(corpus, out / "probe-corpus.txt")
 
-    rows = []
-    for e in chosen:
-        tokenizer = tokenizers[same_tokenizer or e.member.tokenizer]
-        rows.append(_run_member(out / "members" / e.label, e, corpus, probe_corpus, tokenizer, tasks, heldout,
-                                budget, minutes, settings, progress))
+    work = [(e.label, corpus, probe_corpus, tokenizers[same_tokenizer or e.member.tokenizer], tasks, heldout, budget,
+             minutes, settings) for e in chosen]
+    jobs = min(jobs, len(work))
+    if jobs == 1:
+        rows = [_run_member(out, *w, progress=progress) for w in work]
+    else:  # spawn, not fork: a forked child cannot use the tokenizers thread pool of its parent
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with concurrent.futures.ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _worker,
+                                                    (threads, log.getEffectiveLevel(), os.getpid())) as pool:
+            rows = list(pool.map(functools.partial(_run_member, out, progress=False), *zip(*work)))
     result = {"settings": {"budget_flops": budget, "minutes": minutes, "corpus": [str(Path(c).resolve()) for c in corpus],
                            "heldout": heldout, "same_tokenizer": same_tokenizer, "examples": list(examples),
                            **dataclasses.asdict(settings)},
@@ -350,9 +380,39 @@ def _pretrain_args(e: Entry, tokenizer: str, s: Settings, steps: int, save_every
                                  "save_every": save_every, "keep_checkpoints": 0})
 
 
-def _run_member(d: Path, e: Entry, corpus, probe_corpus, tokenizer, tasks: list[Task], heldout, budget, minutes,
-                s: Settings, progress: bool) -> dict:
+def schedule(steps: int, points: tuple[float, ...]) -> tuple[int, list[int], int]:
+    """(steps, the steps of the points, steps between checkpoints). The run saves every gcd of the points'
+    steps, so the steps are rounded down to a multiple of the points' common denominator (4 for quarters):
+    otherwise the gcd could be 1, and every step would write a checkpoint."""
+    q = math.lcm(*(Fraction(p).limit_denominator(100).denominator for p in points))
+    if steps >= q:
+        steps -= steps % q
+    marks = sorted({max(1, round(f * steps)) for f in points})
+    return steps, marks, math.gcd(*marks, steps)
 
+
+def _worker(threads: int, level: int, parent: int) -> None:
+    """A member's process: its share of the cores, only the bake-off's own lines on stderr (the steps of
+    several runs at once would interleave), and an end when the bake-off's process ends."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+    def orphaned() -> None:  # the bake-off killed (not by Ctrl-C, which reaches the workers too): stop with it
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    logging.basicConfig(level=level, format="plmkit: %(message)s")
+    for h in logging.getLogger().handlers:
+        h.addFilter(lambda r: r.levelno >= logging.WARNING or r.getMessage().startswith("bakeoff:"))
+
+
+def _run_member(out: Path, label: str, corpus, probe_corpus, tokenizer, tasks: list[Task], heldout, budget, minutes,
+                s: Settings, progress: bool) -> dict:
+    (e,) = entries([label])
+    d = out / "members" / label
     row: dict[str, Any] = {"member": e.label, "name": e.member.name, "parent": e.member.parent,
                            "kind": e.member.kind, "objective": e.objective, "tokenizer": Path(tokenizer).name,
                            "counted": e.counted}
@@ -369,9 +429,7 @@ def _run_member(d: Path, e: Entry, corpus, probe_corpus, tokenizer, tasks: list[
             return {**row, "failed": probe["failed"]}
         per_step = probe["flops_per_step"]
         steps = (budget / per_step) if budget is not None else minutes * 60 / probe["seconds_per_step"]
-        steps = max(1, int(steps))
-        marks = sorted({max(1, round(f * steps)) for f in s.points})
-        save_every = math.gcd(*marks, steps)
+        steps, marks, save_every = schedule(max(1, int(steps)), s.points)
         pre = cell(d / "pretrain", lambda p: _pretrain(e, corpus, tokenizer, s, steps, save_every, marks, p),
                    f"{e.label}: pre-training {steps} steps")
         if "failed" in pre:
