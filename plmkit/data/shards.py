@@ -235,7 +235,7 @@ def build_shards(files: Iterable[str | os.PathLike], tokenizer, out_dir: str | o
         num_workers = min(num_workers or min(2, os.cpu_count() or 1), len(units))
         results = []
         with tqdm(total=sum(sizes), unit="B", unit_scale=True, desc="tokenizing",
-                  disable=not show_progress) as bar:
+                  disable=None if show_progress else True) as bar:  # None: off when stderr is no terminal
             if num_workers == 1:
                 stream = map(_run, tasks)
             else:
