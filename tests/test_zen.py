@@ -200,3 +200,19 @@ def test_with_ngrams_eager_is_sdpa_and_rows_pick_the_full_states():
         rows = torch.tensor([0, 4])
         torch.testing.assert_close(zen.encode(ids, mask, rows=rows).last_hidden_state[:, 0],
                                    zen.encode(ids, mask).last_hidden_state[torch.arange(2), rows])
+
+
+@pytest.mark.parametrize("name", ["ZEN", "ERNIE-THU"])
+def test_the_encoders_with_inputs_of_their_own_refuse_a_cache_a_4d_mask_and_too_many_tokens(name):
+    from plmkit.errors import PlmkitError
+    from plmkit.models.ernie_thu import ErnieThu, ErnieThuConfig
+
+    model = (Zen(ZenConfig(vocab_size=40, **TINY)) if name == "ZEN"
+             else ErnieThu(ErnieThuConfig(vocab_size=40, **TINY)))
+    ids = torch.ones(1, 8, dtype=torch.long)
+    with pytest.raises(PlmkitError, match=f"{name} is an encoder"):
+        model.encode(ids, cache=object())
+    with pytest.raises(PlmkitError, match=f"{name} takes a \\(B, T\\) attention mask"):
+        model.encode(ids, torch.ones(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="longer than max_positions=64"):
+        model.encode(torch.ones(1, 65, dtype=torch.long))

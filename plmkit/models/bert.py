@@ -96,6 +96,18 @@ class Bert(Gpt):
         self.mlm_bias = nn.Parameter(torch.zeros(c.vocab_size))
         self.nsp = nn.Linear(c.hidden_size, 2)  # IsNext / NotNext from the pooled [CLS]
 
+    def check_encoder_inputs(self, name: str, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                             cache, block) -> None:
+        """The guards of a child whose encode runs the blocks itself to add inputs of its own (ZEN's n-grams,
+        ERNIE-THU's entities): no decoding cache, a (B, T) mask of real tokens, at most max_positions tokens."""
+        if cache is not None or block is not None:
+            raise PlmkitError(f"{name} is an encoder: it does not decode with a cache")
+        if attention_mask is not None and attention_mask.dim() != 2:
+            raise PlmkitError(f"{name} takes a (B, T) attention mask of real tokens")
+        if input_ids.shape[1] > self.config.max_positions:
+            raise ValueError(f"sequence of {input_ids.shape[1]} tokens is longer than "
+                             f"max_positions={self.config.max_positions}")
+
     def resize_token_embeddings(self, vocab_size: int) -> None:
         """The MLM output bias grows (or shrinks) with the embedding; new tokens start at zero bias."""
         super().resize_token_embeddings(vocab_size)

@@ -136,13 +136,7 @@ class ErnieThu(Bert):
         """As the transformer's encode, plus entity_ids: (B, T), the entity aligned to each token (0 = none);
         by default the model links input_ids itself. With `rows` every layer runs at every position (the
         entity stream needs them all) and the rows are picked at the end. No decoding cache: an encoder."""
-        if cache is not None or block is not None:
-            raise PlmkitError("ERNIE-THU is an encoder: it does not decode with a cache")
-        if attention_mask is not None and attention_mask.dim() != 2:
-            raise PlmkitError("ERNIE-THU takes a (B, T) attention mask of real tokens")
-        if input_ids.shape[1] > self.config.max_positions:
-            raise ValueError(f"sequence of {input_ids.shape[1]} tokens is longer than "
-                             f"max_positions={self.config.max_positions}")
+        self.check_encoder_inputs("ERNIE-THU", input_ids, attention_mask, cache, block)
         if entity_ids is None:
             entity_ids = self.link(input_ids)
         key_mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()

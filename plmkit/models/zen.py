@@ -114,15 +114,10 @@ class Zen(Bert):
         """As the transformer's encode, plus the n-grams: ngram_ids (B, N), 0 = none, and ngram_matrix
         (B, T, N), ZEN's M; by default the model matches input_ids against its lexicon. With `rows` every
         layer runs at every position and the rows are picked at the end. No decoding cache: an encoder."""
-        if cache is not None or block is not None:
-            raise PlmkitError("ZEN is an encoder: it does not decode with a cache")
-        if attention_mask is not None and attention_mask.dim() != 2:
-            raise PlmkitError("ZEN takes a (B, T) attention mask of real tokens")
+        self.check_encoder_inputs("ZEN", input_ids, attention_mask, cache, block)
         if (ngram_ids is None) != (ngram_matrix is None):
             raise PlmkitError("give ngram_ids and ngram_matrix together, or neither")
         T = input_ids.shape[1]
-        if T > self.config.max_positions:
-            raise ValueError(f"sequence of {T} tokens is longer than max_positions={self.config.max_positions}")
         ngram_types = None
         if ngram_ids is None:
             found = self.match(input_ids)
