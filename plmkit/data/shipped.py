@@ -42,6 +42,7 @@ def paraphrase_task(out: Path, sizes: tuple[int, int, int] = (4000, 500, 1000), 
     usable = [i for i in range(len(kjv)) if len(kjv[i].split()) >= min_words and len(web[i].split()) >= min_words
               and seen[kjv[i]] == seen[web[i]] == 1]
     ok = set(usable)
+    out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split, size in zip(SPLITS, sizes):
         anchors = [i for i in usable if _split_of_book(books[i]) == split]
@@ -56,7 +57,6 @@ def paraphrase_task(out: Path, sizes: tuple[int, int, int] = (4000, 500, 1000), 
                 j = rng.choice(near) if near else i
             rows.append({"text_a": kjv[i], "text_b": web[j], "label": "same" if j == i else "different"})
         rng.shuffle(rows)
-        out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / f"{split}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         counts[split] = len(rows)
     return counts

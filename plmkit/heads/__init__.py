@@ -27,13 +27,13 @@ def build(body, tokenizer, config: HeadConfig) -> TaskModel | TextToText:
     """Put a head on `body`. A body with causal features (GPT, the FFNN/RNN/LSTM LMs; not ELMo) gets GPT's
     [start]/[delim]/[extract] tokens, added to the tokenizer and as new embedding rows when the vocabulary
     lacks them. A seq2seq or text-to-text task keeps an encoder–decoder's own output layer as its head."""
-    if not config.generative and not callable(getattr(body, "encode", None)):  # the n-gram: counts, no states
-        raise PlmkitError(f"a {type(body).__name__} has no hidden states to put a task head on; fine-tune a network",
-                          path=getattr(body, "directory", None))
     if config.generative:
         model = TextToText(body, config)
         model.tokenizer = tokenizer
         return model
+    if not callable(getattr(body, "encode", None)):  # the n-gram: counts, no states
+        raise PlmkitError(f"a {type(body).__name__} has no hidden states to put a task head on; fine-tune a network",
+                          path=getattr(body, "directory", None))
     if causal_features(body) and not config.gpt_tokens:
         tokenizer.backend.add_special_tokens(list(GPT_TOKENS))
         needed = max(tokenizer.token_to_id(t) for t in GPT_TOKENS) + 1

@@ -118,8 +118,7 @@ def parse_task(spec: str, shipped_dir: Path | None = None) -> Task:
     """`[NAME=]KIND:TRAIN,DEV[,TEST]`, or a task directory holding train/dev[/test] .jsonl (classify, or pair
     when its records have text_b) or .txt (CoNLL: tag) files; NAME defaults to the files' directory name. With
     `shipped_dir`, the name of a task that ships with plmkit (`plmkit tasks`) is written there and read."""
-    from ..data.shipped import TASKS as SHIPPED
-    from ..data.shipped import write_task
+    from ..data.shipped import TASKS as SHIPPED, write_task
 
     name, _, rest = spec.rpartition("=") if "=" in spec.split(":")[0] else ("", "", spec)
     if shipped_dir is not None and rest in SHIPPED and not Path(rest).exists():
